@@ -6,9 +6,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from train_helpers import make_jets
+from train_helpers import TEST_MODELS, make_jets
 
 import lgae.data
+from lgae.models import registry
+
+
+@pytest.fixture(autouse=True)
+def test_models(monkeypatch):
+    """Register the tiny test models for the duration of each test."""
+    for name, cls in TEST_MODELS.items():
+        monkeypatch.setitem(registry._REGISTRY, name, cls)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lgae.models import JetAutoencoder, ModelOutput, available_models, register
+from lgae.models import JetAutoencoder, ModelOutput
 from lgae.nn.losses import masked_mse
 
 JET_MODEL = "test-mlp-ae"
@@ -22,6 +22,7 @@ class TinyJetAE(JetAutoencoder):
     only matches an uninterrupted one if those states are restored too.
     """
 
+    name = JET_MODEL
     input_kind = "jets"
 
     def __init__(
@@ -66,6 +67,7 @@ class TinyJetAE(JetAutoencoder):
 class TinyFeatureAE(JetAutoencoder):
     """Linear autoencoder on flat features ``x (B, n_features)`` (the toy-data path)."""
 
+    name = FEATURE_MODEL
     input_kind = "features"
 
     def __init__(self, n_features: int = 2, tau: int = 1):
@@ -85,9 +87,9 @@ class TinyFeatureAE(JetAutoencoder):
         return self.enc.out_features
 
 
-for _name, _cls in ((JET_MODEL, TinyJetAE), (FEATURE_MODEL, TinyFeatureAE)):
-    if _name not in available_models():
-        register(_name)(_cls)
+#: registered only while a tests/train test runs (autouse fixture in conftest.py), so that other test
+#: directories looping over the registry never meet them
+TEST_MODELS = {JET_MODEL: TinyJetAE, FEATURE_MODEL: TinyFeatureAE}
 
 
 def make_jets(n: int, n_particles: int = 4, seed: int = 0, noise: float = 0.05):
