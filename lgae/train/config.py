@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -361,37 +363,10 @@ def _section_keys(section: str, cfg: Mapping) -> list[str] | None:
 
 
 def _validate_data(data: Any) -> dict:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"section 'data' must be a mapping, got {type(data).__name__}")
-    data = dict(data)
-    try:  # the data layer owns its keys; lazy so that `lgae train --help` stays light
-        from ..data import validate_data_config
-    except ImportError:  # pragma: no cover - only while lgae.data is being written
-        validate_data_config = None
-    if validate_data_config is not None:
-        resolved = validate_data_config(data)
-        if isinstance(resolved, Mapping):
-            data = dict(resolved)
-    if not data.get("toy") and not data.get("train"):
-        raise ConfigError("missing required key 'train' in section 'data' (or set 'data.toy')")
-    return data
+    """The data layer owns its section (keys, defaults, the required ``train`` unless ``toy``)."""
+    from ..data import validate_data_config  # lazy: `lgae train --help` stays light
 
-
-def _plain(value: Any) -> Any:
-    """Whether a constructor default can be written to YAML as is (tuples become lists)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        items = [_plain(v) for v in value]
-        return items if all(i is not _NOT_PLAIN for i in items) else _NOT_PLAIN
-    if isinstance(value, Mapping):
-        items = {k: _plain(v) for k, v in value.items()}
-        ok = all(isinstance(k, str) for k in items) and all(v is not _NOT_PLAIN for v in items.values())
-        return items if ok else _NOT_PLAIN
-    return _NOT_PLAIN
-
-
-_NOT_PLAIN = object()
+    return dict(validate_data_config(data))
 
 
 def _validate_model(model: Any) -> dict:
@@ -400,16 +375,13 @@ def _validate_model(model: Any) -> dict:
     model = dict(model)
     if not model.get("name"):
         raise ConfigError("missing required key 'name' in section 'model' (the registry name, e.g. 'lgae')")
-    import inspect
-
     from ..models.registry import model_class, model_config_keys
 
     name = model["name"]
     cls = model_class(name)  # ConfigError naming the closest registered name
     keys = model_config_keys(name)
     check_keys({k: v for k, v in model.items() if k != "name"}, keys, where=f"model ({name})")
-    # fill in the constructor's defaults so that the saved config rebuilds the same model even if defaults
-    # change
+    # write out the constructor's defaults: the saved config then rebuilds the same model if a default changes
     resolved = {"name": name}
     params = inspect.signature(cls.__init__).parameters
     for k in keys:
@@ -418,11 +390,12 @@ def _validate_model(model: Any) -> dict:
         elif k in _AUTO_KEYS:
             continue  # left for lgae.train.train to fill from the data
         elif params[k].default is not inspect.Parameter.empty:
-            plain = _plain(params[k].default)
-            if plain is not _NOT_PLAIN:
-                resolved[k] = plain
-    missing = [k for k in keys if params[k].default is inspect.Parameter.empty and k not in model]
-    missing = [k for k in missing if k not in _AUTO_KEYS]
+            try:  # plain YAML values only (tuples become lists); anything else stays implicit
+                resolved[k] = json.loads(json.dumps(params[k].default))
+            except (TypeError, ValueError):
+                pass
+    empty = inspect.Parameter.empty
+    missing = [k for k in keys if params[k].default is empty and k not in model and k not in _AUTO_KEYS]
     if missing:
         raise ConfigError(
             f"missing required key(s) {', '.join(map(repr, missing))} in section 'model ({name})'"
