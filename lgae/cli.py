@@ -8,7 +8,13 @@ import sys
 
 # Modules that add subcommands; each exposes ``register(subparsers)`` and sets ``func`` on its parsers.
 # Imported lazily so that ``lgae --help`` stays fast and an optional extra (pythia8mc) is only needed where used.
-_COMMAND_MODULES = ("lgae.data.cli", "lgae.train.cli", "lgae.eval.cli", "lgae.eval.symmetry_cli")
+_COMMAND_MODULES = (
+    "lgae.data.cli",
+    "lgae.train.cli",
+    "lgae.eval.cli",
+    "lgae.eval.symmetry_cli",
+    "lgae.eval.export_cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
