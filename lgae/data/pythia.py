@@ -694,7 +694,7 @@ def generate_jets(
     tree = None
     try:
         with (
-            uproot.recreate(tmp) as f,
+            uproot.recreate(tmp, compression=uproot.LZ4(1)) as f,
             tqdm(
                 total=n_jets, unit="jet", desc=f"{process} jets", disable=not progress, smoothing=0.1
             ) as bar,

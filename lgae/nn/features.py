@@ -63,7 +63,8 @@ def jet_image(p4: Tensor, mask: Tensor, n_pixels: int = 40, half_width: float = 
     """Jet images of ``pT_rel`` in ``(eta_rel, phi_rel)``, shape ``(..., n_pixels, n_pixels)``.
 
     Pixel ``[i, j]`` covers ``eta_rel`` bin ``i`` and ``phi_rel`` bin ``j`` of ``[-half_width, half_width)``;
-    particles outside the window are dropped. Each image sums to the pT fraction inside the window (<= 1).
+    particles outside the window are dropped. Each image sums to ``sum_i pT_i / pT_jet`` over the particles inside
+    the window (about 1; the vector sum pT_jet is at most the scalar sum).
     """
     rel = relative_coordinates(p4, mask)
     batch_shape = rel.shape[:-2]
