@@ -7,23 +7,25 @@ import sys
 
 EVALUATE_EPILOG = """\
 examples:
-  lgae evaluate runs/lgae_mix --background data/qcd_test.root --signal data/top_test.root --signal
-  data/w_test.root lgae evaluate runs/vae/seed0 --background qcd=data/qcd_test.root --signal top=data/t.root
-  --score chamfer
+  lgae evaluate runs/lgae_mix --background data/qcd_test.root --signal data/top_test.root --signal data/w.root
+  lgae evaluate runs/vae/seed0 --background qcd=data/qcd_test.root --signal top=data/t.root --score chamfer
 
-Files are ROOT jet files (or data YAMLs) read with the run's own data config, i.e. the preprocessing used in
-training. A sample is named by NAME= when given, else by the file's metadata (the generator's process) or its
-stem. The primary score is the model's "default" one unless --score names another: choose it before looking at
-results. AUCs are never flipped; eps_s at eps_b is interpolated on the ROC and flagged unresolved when n_bkg *
-eps_b < 10. Writes metrics.json, scores.npz and PNG plots into RUN_DIR.
+FILE: a ROOT jet file (or glob), or a YAML sample file: {out: FILE, process: top, n_jets: N, seed: S}
+generates FILE when missing; {files: FILE_OR_GLOB, name: NAME, reader: {...}} reads other branch names.
+Files are read with the run's own data config, i.e. the preprocessing used in training.
+A sample is named by NAME= when given, else by the file's labels or metadata (the generator's process), else
+its stem. The primary score is the model's "default" one unless --score names another: choose it before
+looking at results. AUCs are never flipped; eps_s at eps_b is interpolated on the ROC and flagged unresolved
+when n_bkg * eps_b < 10. Writes metrics.json, scores.npz and PNG plots into RUN_DIR.
 """
 
 COMPARE_EPILOG = """\
 examples:
   lgae compare runs/lgae_mix/seed* runs/vae/seed* runs/cnnae --out report/
 
-Runs with the same config name (and task) but different seeds are grouped: mean +- std over seeds. Every run
-must have been evaluated first (lgae evaluate). Writes OUT/report.md, OUT/report.json, OUT/roc_*.png.
+Runs with the same config name (and task) but different seeds are grouped: mean +- std over seeds.
+Every run must have been evaluated first (lgae evaluate).
+Writes OUT/report.md, OUT/report.json and OUT/roc_*.png.
 """
 
 RUN_EPILOG = """\
@@ -34,8 +36,7 @@ examples:
 
 Generates Pythia jets (QCD to train on; QCD, top, W, Z to test), trains the LGAE (Mix and Min-Max) and every
 baseline with the shared trainer, evaluates each, runs the inverse task (train on top, detect QCD), compares.
-Existing samples and finished runs with the same settings are reused, so an interrupted job can simply be
-rerun.
+Existing samples and finished runs with the same settings are reused: an interrupted job can simply be rerun.
 """
 
 

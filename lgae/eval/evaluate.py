@@ -198,17 +198,58 @@ def parse_sample_arg(text: str) -> tuple[str | None, str]:
 def load_sample(
     path: str | os.PathLike, data_config: Mapping | None, name: str | None = None, max_jets: int | None = None
 ) -> Sample:
-    """Read one file (ROOT jets or a data YAML) with the run's preprocessing (``lgae.data.prepare_jets``)."""
+    """Read one sample with the run's preprocessing (``lgae.data.prepare_jets``, the run's ``data`` config).
+
+    ``path`` is a ROOT file (or glob), or a YAML sample file, either a generated-sample spec
+    ``{out: FILE, process: top, n_jets: 2000, seed: 3, ...}`` (generated when ``FILE`` does not exist yet) or
+    ``{files: FILE_OR_GLOB_OR_LIST, name: top, reader: {...}}`` (``reader`` replaces the run's reader config,
+    for files with other branch names).
+    """
     from ..data import prepare_jets
 
     data_config = dict(data_config or {})
-    jets = prepare_jets(str(path), data_config, max_jets=max_jets)
-    s = sample_from_jets(jets, name or sample_name(path, jets), path=str(path))
+    source: Any = str(path)
+    label = str(path)
+    if str(path).endswith((".yaml", ".yml")):
+        source, yaml_name, reader = _read_sample_yaml(Path(path))
+        name = name or yaml_name
+        if reader is not None:
+            data_config["reader"] = reader
+        label = str(source.get("out")) if isinstance(source, Mapping) else str(path)
+    jets = prepare_jets(source, data_config, max_jets=max_jets)
+    s = sample_from_jets(jets, name or sample_name(label, jets), path=str(path))
     if not any(k in s.jet for k in BASELINE_KEYS["sd_mass"]):
-        sd = _read_sdmass(path, jets)
+        sd = _read_sdmass(label, jets)
         if sd is not None:
             s.jet["sd_mass"] = sd
     return s.head(max_jets)
+
+
+def _read_sample_yaml(path: Path) -> tuple[Any, str | None, Any]:
+    """``(source for prepare_jets, name or None, reader config or None)`` from a YAML sample file."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"sample file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(spec, Mapping):
+        raise ConfigError(
+            f"{path}: a sample YAML must be a mapping ({{out: ..., process: ...}} or {{files: ...}})"
+        )
+    spec = dict(spec)
+    base = path.parent
+    if "out" in spec:
+        out = Path(spec["out"])
+        spec["out"] = str(out if out.is_absolute() else base / out)
+        return spec, spec.get("process"), None
+    check_keys(spec, ("files", "name", "reader"), where=f"sample file {path}", required=("files",))
+    files = spec["files"]
+    files = [files] if isinstance(files, str) else list(files)
+    files = [f if Path(f).is_absolute() else str(base / f) for f in files]
+    return (files[0] if len(files) == 1 else files), spec.get("name"), spec.get("reader")
 
 
 def _read_sdmass(path, jets) -> np.ndarray | None:

@@ -209,3 +209,19 @@ def test_latent_gaussian_uses_relevance(tmp_path):
     g = r["gaussian"]
     assert len(g["kl"]) == 3 and "n_relevant" in g and "mu_auc" in g
     assert (tmp_path / "latent_relevance.png").is_file() and (tmp_path / "latent.json").is_file()
+
+
+def test_yaml_sample_files(tmp_path, samples, fake_prepare_jets):
+    from lgae._validate import ConfigError
+    from lgae.eval.evaluate import load_sample
+
+    spec = tmp_path / "data" / "light.yaml"
+    spec.write_text("files: qcd_test.npz\nname: light\nreader: {tree: events}\n")  # relative to the YAML
+    s = load_sample(spec, {"n_particles": 12}, max_jets=100)
+    assert s.name == "light" and len(s) == 100
+    path, data_cfg = fake_prepare_jets[-1]
+    assert path == str(samples["qcd"]) and data_cfg["reader"] == {"tree": "events"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fils: x.root\n")
+    with pytest.raises(ConfigError, match="did you mean 'files'"):
+        load_sample(bad, {})
