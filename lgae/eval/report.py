@@ -402,6 +402,8 @@ def render_markdown(report: Mapping) -> str:
             L.append("")
             L += [f"- {w}" for w in warn]
             L.append("")
+    if "standard" in report["tasks"]:
+        L += _published_reference()
     L.append("## Runs")
     L.append("")
     for task, section in report["tasks"].items():
@@ -409,6 +411,30 @@ def render_markdown(report: Mapping) -> str:
             L.append(f"- {g['name']} ({task}): " + ", ".join(f"`{d}`" for d in g["run_dirs"]))
     L.append("")
     return "\n".join(L)
+
+
+#: the LGAE paper's anomaly-detection table (Hao et al., EPJC 2023; JetNet-30, one seed; anchors.md §B.1)
+PUBLISHED = (
+    ("LGAE-Mix, τ=2", "0.8023", "0.6178", "0.1662", "0.0250"),
+    ("LGAE-Min-Max, τ=4", "0.7627", "0.5832", "0.1305", "0.0007"),
+    ("GNNAE-PL, 2×30", "0.8195", "0.4435", "0.0564", "0.0042"),
+    ("GNNAE-JL, 80", "0.7006", "0.2240", "0.0239", "0.0010"),
+    ("CNNAE, 55", "0.7700", "0.2473", "0.0469", "0.0053"),
+)
+
+
+def _published_reference() -> list[str]:
+    L = ["## Published reference (context only, not comparable)", ""]
+    L.append(
+        "The LGAE paper's table (Hao et al., EPJC 83 (2023), JetNet-30 jets, single seed, no uncertainties). "
+        "Different data (JetNet, not our Pythia samples), a signal the caption does not name, AUCs computed "
+        "with label flipping (max(AUC, 1 - AUC)) and εs read at the first ROC point with εb ≥ target; "
+        "shown for orientation only."
+    )
+    L.append("")
+    L += _table(["model (paper)", "AUC", "εs @ εb=0.1", "εs @ εb=0.01", "εs @ εb=0.001"], PUBLISHED)
+    L.append("")
+    return L
 
 
 # ------------------------------------------------------------------------------------------------------------
