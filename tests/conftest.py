@@ -25,3 +25,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def generated_jets(tmp_path_factory):
+    """Small real Pythia 8 + FastJet samples shared by the integration tests: {process: path}.
+
+    400 QCD jets and 150 top/W/Z jets (MPI off, one worker): a few seconds of generation on one core.
+    """
+    from lgae.data.pythia import generate_jets
+
+    root = tmp_path_factory.mktemp("generated")
+    sizes = {"qcd": 400, "top": 150, "w": 150, "z": 150}
+    return {
+        proc: generate_jets(proc, n, seed=11 + i, out=root / f"{proc}.root", workers=1, progress=False)
+        for i, (proc, n) in enumerate(sizes.items())
+    }

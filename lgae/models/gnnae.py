@@ -86,7 +86,7 @@ class MessagePassing(nn.Module):
         out_dim: int,
         edge_sizes: Sequence[int],
         negative_slope: float = 0.2,
-        aggregation: str = "sum",
+        aggregation: str = "mean",
         out_activation: bool = True,
     ):
         super().__init__()
@@ -313,7 +313,7 @@ class GNNAEJL(_GNNAE):
         node_sizes: Sequence[int] = PAPER_NODE_SIZES,
         edge_sizes: Sequence[Sequence[int]] = PAPER_EDGE_SIZES,
         negative_slope: float = 0.2,
-        aggregation: str = "sum",
+        aggregation: str = "mean",
         feature_scale: Sequence[float] = (1.0, 1.0, 1.0),
         decoder_mask: str = "input",
     ):
@@ -379,7 +379,7 @@ class GNNAEPL(_GNNAE):
         node_sizes: Sequence[int] = PAPER_NODE_SIZES,
         edge_sizes: Sequence[Sequence[int]] = PAPER_EDGE_SIZES,
         negative_slope: float = 0.2,
-        aggregation: str = "sum",
+        aggregation: str = "mean",
         feature_scale: Sequence[float] = (1.0, 1.0, 1.0),
     ):
         super().__init__()
