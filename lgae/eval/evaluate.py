@@ -44,11 +44,12 @@ EVALUATE_KEYS = ("task", "background", "signals", "score", "n_boot", "batch_size
 TASKS = ("standard", "inverse")
 #: names a background sample gets in the inverse task (train on top, detect QCD)
 _INVERSE_BACKGROUNDS = ("top", "t", "ttbar")
-#: jet-level observables used as reference scores (the first key found in ``jets.jet`` for each baseline)
+#: jet-level observables of the files used as extra reference scores (the first key found in ``jets.jet``):
+#: the soft-drop mass, and the mass / multiplicity of the *whole* jet (all constituents, not only the stored)
 BASELINE_KEYS = {
-    "jet_mass": ("mass", "jet_mass", "m"),
     "sd_mass": ("sd_mass", "msoftdrop", "softdrop_mass", "mass_sd", "sdmass", "jet_sdmass"),
-    "n_particles": ("n_particles", "n_constituents", "nparticles"),
+    "jet_mass_all": ("mass", "jet_mass"),
+    "n_particles_all": ("n_particles", "n_constituents", "nparticles", "jet_nparticles"),
 }
 #: class names of the one-hot label branches (weaver / JetClass names) -> short process names
 _LABEL_NAMES = {
@@ -495,18 +496,21 @@ def _sanitize_scores(all_scores: list[dict], names: list[str]) -> dict:
 
 
 def baseline_scores(sample: Sample) -> dict[str, np.ndarray]:
-    """Reference observables used as "scores": jet mass (from the jets or the constituents), soft-drop mass,
-    constituent multiplicity when available."""
-    out = {}
+    """Reference observables used as "scores" (higher = more signal-like, as for an anomaly score).
+
+    ``jet_mass`` and ``n_particles``: mass and number of the particles the model sees (the input slots);
+    from the file when present: ``sd_mass`` (soft-drop), ``jet_mass_all`` and ``n_particles_all`` (all
+    constituents of the jet, before the truncation to n_particles).
+    """
+    out = {
+        "jet_mass": jet_observables(sample.p4, sample.mask)["mass"],
+        "n_particles": sample.mask.sum(1).astype(np.float64),
+    }
     for name, keys in BASELINE_KEYS.items():
         for k in keys:
             if k in sample.jet:
                 out[name] = np.asarray(sample.jet[k], dtype=np.float64)
                 break
-    if "jet_mass" not in out:
-        out["jet_mass"] = jet_observables(sample.p4, sample.mask)["mass"]
-    if "n_particles" not in out:
-        out["n_particles"] = sample.mask.sum(1).astype(np.float64)
     return out
 
 

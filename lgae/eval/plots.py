@@ -15,6 +15,8 @@ import numpy as np
 
 from .metrics import roc_curve
 
+#: alternative scores drawn in the per-signal ROC figures (all of them are in metrics.json)
+MAX_ALTERNATIVES = 6
 _COLORS = [
     "#3f90da",
     "#ffa90e",
@@ -266,8 +268,8 @@ def evaluation_plots(out_dir, result: Mapping, arrays: Mapping, recon_arrays: Ma
         roc_figure(curves, out_dir / "roc.png", f"{model}: score '{primary}', background {bname}", n_bkg)
     )
     # per signal (and combined): primary, alternatives (thin), baselines (dashed)
-    others = [k for k in result["score_names"] if k != primary]
-    bases = list(result.get("baselines") or {})
+    others = [k for k in result["score_names"] if k != primary][:MAX_ALTERNATIVES]
+    bases = [k for k in ("jet_mass", "sd_mass") if k in (result.get("baselines") or {})]
     targets = names + (["combined"] if len(names) > 1 else [])
     for t in targets:
 
@@ -293,7 +295,7 @@ def evaluation_plots(out_dir, result: Mapping, arrays: Mapping, recon_arrays: Ma
                     "color": _COLORS[i % len(_COLORS)],
                 }
             )
-        for i, k in enumerate(bases):
+        for k in bases:
             if f"baseline_{k}" not in arrays:
                 continue
             b, s = pick(f"baseline_{k}")
@@ -304,9 +306,9 @@ def evaluation_plots(out_dir, result: Mapping, arrays: Mapping, recon_arrays: Ma
                     "bkg": b,
                     "sig": s,
                     "label": f"{k} (AUC {a:.3f})",
-                    "ls": "--",
+                    "ls": "--" if k == "jet_mass" else "-.",
                     "lw": 1.5,
-                    "color": _COLORS[(i + 5) % len(_COLORS)],
+                    "color": "gray" if k == "jet_mass" else "dimgray",
                 }
             )
         files.append(roc_figure(curves, out_dir / f"roc_{_safe(t)}.png", f"{model}: {t} vs {bname}", n_bkg))
