@@ -55,7 +55,7 @@ __all__ = [
 DEFAULT_DATASETS = ("plane", "circle", "annulus", "ee_mumu", "pp_dimuon")
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 #: ``--quick``: fewer events and epochs (minutes on a laptop for the default datasets and seeds)
-QUICK_OVERRIDES = ("data.toy.n=6000", "trainer.epochs=25")
+QUICK_OVERRIDES = ("data.toy.n=6000", "trainer.epochs=20", "trainer.batch_size=32", "trainer.lr=3.0e-3")
 
 
 def config_dir() -> Path:
@@ -93,8 +93,8 @@ def run_seed(
     Returns a JSON-able dict: ``dataset``, ``seed``, ``run_dir``, ``input_dim``, ``latent_dim``, ``expected``,
     ``generator``, ``kl``/``var_mu``/``one_minus_sigma2`` (per latent, in relevance order), ``order``,
     ``n_relevant`` (axes), ``spectrum`` (mean local g), ``dim_counts``, ``n_local``, ``frac_at_n_local``,
-    ``val_loss``, ``train_time_s``. With ``keep_arrays`` also ``_x``, ``_mu``, ``_meta`` and ``_model`` (for
-    plots).
+    ``best_val_loss``, ``epochs``, ``train_time_s``. With ``keep_arrays`` also ``_x``, ``_mu``, ``_meta`` and
+    ``_model`` (for plots).
     """
     from ..data import build_datasets
     from ..data.toys import make_toy
@@ -117,8 +117,8 @@ def run_seed(
     train_time = time.perf_counter() - t0
     model, _ = load_run(run_dir, "last")  # the converged model (see the module docstring)
 
-    bundle = build_datasets(cfg["data"], seed)
-    x_val = bundle.val[0]
+    x_val = build_datasets(cfg["data"], seed).val[0]  # the held-out split of the training run
+    # the sample's metadata (standardisation, degrees of freedom); the data layer's bundle does not carry it
     spec = dict(cfg["data"]["toy"])
     _, meta = make_toy(spec.pop("name"), spec.pop("n"), spec.pop("seed", seed), **spec)
     rel = model_relevance(model, x_val)
