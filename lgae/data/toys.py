@@ -424,14 +424,10 @@ _NEEDS_SEED = {"pp_dimuon"}
 
 
 # ------------------------------------------------------------------------------------------------- public API
-def _standardise(raw: np.ndarray, names: list[str], rel_tol: float = 1e-9):
-    mean = raw.mean(axis=0)
-    std = raw.std(axis=0)
-    scale = np.maximum(np.abs(mean), np.abs(raw).max(axis=0) if raw.size else 0.0)
-    keep = std > rel_tol * np.maximum(scale, 1e-300)
-    dropped = [nm for nm, k in zip(names, keep) if not k]
-    x = (raw[:, keep] - mean[keep]) / std[keep]
-    return x, [nm for nm, k in zip(names, keep) if k], mean[keep], std[keep], dropped
+def _constant(raw: np.ndarray, std: np.ndarray, rel_tol: float = 1e-9) -> np.ndarray:
+    """Columns whose spread is zero up to rounding (relative to the column's magnitude)."""
+    scale = np.maximum(np.abs(raw).max(axis=0), 1e-300)
+    return std <= rel_tol * scale
 
 
 def make_toy(
@@ -482,12 +478,13 @@ def make_toy(
     names = list(info.pop("feature_names", spec.feature_names))
     if standardise is None:
         standardise = spec.standardise
+    mean, std = raw.mean(axis=0), raw.std(axis=0)
+    keep = ~_constant(raw, std)
+    mean, std, x = mean[keep], std[keep], raw[:, keep]
     if standardise:
-        x, kept, mean, std, dropped = _standardise(raw, names)
-    else:
-        _, kept, mean, std, dropped = _standardise(raw, names)
-        keep = [names.index(k) for k in kept]
-        x = raw[:, keep]
+        x = (x - mean) / std
+    kept = [nm for nm, k in zip(names, keep) if k]
+    dropped = [nm for nm, k in zip(names, keep) if not k]
     meta = {
         "name": name,
         "n": n,
