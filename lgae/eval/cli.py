@@ -229,7 +229,11 @@ def cmd_run(args) -> int:
 
             seeds = parse_seeds(args.seeds)
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-        run_pipeline(cfg, out=args.out, work=args.work, seeds=seeds, models=models, progress=not args.quiet)
+        rep = run_pipeline(
+            cfg, out=args.out, work=args.work, seeds=seeds, models=models, progress=not args.quiet
+        )
     except ConfigError as e:
         return _fail("run", e)
+    out = args.out or cfg["out"]
+    print(f"report: {out}/report.md ({rep['n_runs']} runs, {rep['pipeline']['total_s'] / 60:.1f} min)")
     return 0

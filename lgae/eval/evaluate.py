@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 import warnings
@@ -428,7 +429,13 @@ def score_sample(
     has_p4 = None
     seconds = 0.0
     n = len(sample)
-    bar = tqdm(total=n, desc=f"scoring {sample.name}", unit="jet", disable=not progress, leave=False)
+    bar = tqdm(
+        total=n,
+        desc=f"scoring {sample.name}",
+        unit="jet",
+        disable=not progress or not sys.stderr.isatty(),
+        leave=False,
+    )
     with torch.no_grad():
         for start in range(0, n, batch_size):
             p4_np = sample.p4[start : start + batch_size]

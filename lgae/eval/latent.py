@@ -20,6 +20,7 @@ Writes ``latent.json`` and ``latent_*.png`` into the run directory.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,7 +55,7 @@ def collect_latents(
         for start in tqdm(
             range(0, len(sample), batch_size),
             desc=f"latents {sample.name}",
-            disable=not progress,
+            disable=not progress or not sys.stderr.isatty(),
             leave=False,
         ):
             p4 = torch.as_tensor(sample.p4[start : start + batch_size], dtype=dtype, device=device)
