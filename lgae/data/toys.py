@@ -157,8 +157,10 @@ def _annulus(rng, n, r_min, r_max, noise):
 
 @_register(
     "ellipse",
-    "O(2)-broken but still 1-D: (a cos t, b sin t), t uniform",
+    "O(2)-broken but still 1-D: (a cos t, b sin t), t uniform; not standardised (per-feature standardisation "
+    "would turn it back into a circle)",
     ["x1", "x2"],
+    standardise=False,
     a=1.5,
     b=0.5,
     noise=0.0,
