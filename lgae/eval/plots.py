@@ -103,10 +103,10 @@ def _decorate_rej(ax, n_bkg: int | None = None):
     if n_bkg:
         ax.axhline(n_bkg / 10.0, color="gray", lw=0.8, ls="--")
         ax.text(
-            0.98,
+            0.03,
             n_bkg / 10.0,
-            r"$n_b\,\varepsilon_b = 10$",
-            ha="right",
+            r"$n_b\,\varepsilon_b = 10$ (unresolved above)",
+            ha="left",
             va="bottom",
             fontsize=9,
             color="gray",
