@@ -14,6 +14,8 @@ examples:
   lgae train --config configs/gnnae_pl.yaml data.train=qcd.root trainer.epochs=2 trainer.out=runs/x
   lgae train --config configs/vae.yaml --seeds 0,1,2          # runs/<name>/seed0, seed1, seed2
   lgae train --config configs/lgae.yaml --restart             # ignore an interrupted run in the run dir
+  lgae train --config configs/gnnae_pl.yaml --nproc 2         # data-parallel on 2 processes (DDP)
+  torchrun --standalone --nproc_per_node 2 -m lgae train --config configs/gnnae_pl.yaml   # the same
 
 An interrupted run is resumed from <run dir>/checkpoints/last.pt when the config matches.
 The run directory is printed when training ends.
@@ -37,16 +39,59 @@ def register(subparsers) -> None:
         "--restart", action="store_true", help="start afresh even if the run dir holds an interrupted run"
     )
     p.add_argument("--run-dir", help="run directory (overrides trainer.out)")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="distributed data-parallel training on N processes (torchrun with DDP: gloo on CPU, nccl on "
+        "GPUs); the global batch trainer.batch_size is split across them",
+    )
     p.set_defaults(func=run)
 
 
+def _relaunch_argv(args) -> list[str]:
+    """The ``lgae train`` arguments each torchrun worker gets (everything but ``--nproc``)."""
+    argv = ["train", "--config", str(args.config), *args.overrides]
+    if args.seeds:
+        argv += ["--seeds", str(args.seeds)]
+    if args.restart:
+        argv.append("--restart")
+    if args.run_dir:
+        argv += ["--run-dir", str(args.run_dir)]
+    return argv
+
+
 def run(args) -> int:
+    from . import distributed
     from .config import load_config
     from .run import train, train_seeds
     from .trainer import TrainingError
 
+    if getattr(args, "nproc", 1) < 1:
+        print(f"lgae train: error: --nproc must be >= 1, got {args.nproc}", file=sys.stderr)
+        return 2
+    if getattr(args, "nproc", 1) > 1 and distributed.env_world_size() <= 1:
+        try:
+            load_config(args.config, args.overrides)  # fail here, once, on a bad config
+        except (ConfigError, FileNotFoundError) as e:
+            print(f"lgae train: error: {e}", file=sys.stderr)
+            return 2
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+        try:
+            return distributed.launch(args.nproc, _relaunch_argv(args))
+        except ChildFailedError as e:
+            print(f"lgae train: error: a training process failed:\n{e}", file=sys.stderr)
+            return 1
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        logging.basicConfig(
+            level=logging.INFO
+            if distributed.context().is_main or distributed.env_world_size() <= 1
+            else logging.WARNING,
+            format="%(message)s",
+            stream=sys.stderr,
+        )
     try:
         if args.seeds:
             dirs = train_seeds(
@@ -65,6 +110,10 @@ def run(args) -> int:
     except TrainingError as e:
         print(f"lgae train: error: {e}", file=sys.stderr)
         return 1
-    for d in dirs:
-        print(d)
+    finally:
+        main = distributed.context().is_main
+        distributed.destroy()
+    if main:
+        for d in dirs:
+            print(d)
     return 0

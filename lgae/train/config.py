@@ -363,10 +363,21 @@ def _section_keys(section: str, cfg: Mapping) -> list[str] | None:
 
 
 def _validate_data(data: Any) -> dict:
-    """The data layer owns its section (keys, defaults, the required ``train`` unless ``toy``)."""
-    from ..data import validate_data_config  # lazy: `lgae train --help` stays light
+    """The data layer owns its section (keys, defaults, the required ``train`` unless ``toy``).
 
-    return dict(validate_data_config(data))
+    ``stream`` (streaming the training files, :mod:`lgae.data.stream`) is checked here as long as the data
+    layer's ``DATA_DEFAULTS`` does not list it.
+    """
+    from ..data import DATA_DEFAULTS, validate_data_config  # lazy: `lgae train --help` stays light
+
+    if not (isinstance(data, Mapping) and "stream" in data):
+        return dict(validate_data_config(data))
+    from ..data.stream import check_stream_config
+
+    if "stream" in DATA_DEFAULTS:
+        return check_stream_config(validate_data_config(data))
+    rest = {k: v for k, v in data.items() if k != "stream"}
+    return check_stream_config({**validate_data_config(rest), "stream": data["stream"]})
 
 
 def _validate_model(model: Any) -> dict:

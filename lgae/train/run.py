@@ -80,11 +80,37 @@ def train(
 
     from ..data import build_datasets
     from ..models import build_model
+    from . import distributed as ddp_utils
 
-    train_data, val_data, info = _split_bundle(build_datasets(cfg["data"], seed))
-    train_t, val_t = as_model_inputs(train_data), as_model_inputs(val_data)
-    kind = info.get("input_kind") or ("jets" if len(train_t) == 2 or train_t[0].dim() == 3 else "features")
-    _fill_model_from_data(cfg["model"], kind, train_t)
+    # inside torchrun: join the process group (a no-op in a single process)
+    ctx = ddp_utils.init_from_env(cfg["trainer"]["device"])
+    if cfg["data"].get("stream"):
+        from ..data.stream import build_stream_datasets
+
+        data_cfg = cfg["data"]
+        if data_cfg.get("generate") is not None and not Path(data_cfg["train"]).exists():
+            if ctx.is_main:
+                from ..data.bundle import _generate
+
+                _generate(out=str(data_cfg["train"]), **data_cfg["generate"])
+            ddp_utils.barrier()
+        train_stream, val_data, info = build_stream_datasets(
+            data_cfg, seed, cfg["trainer"]["batch_size"], ctx.rank, ctx.world
+        )
+        val_t = as_model_inputs(val_data)
+        kind = "jets"
+        _fill_model_from_data(cfg["model"], kind, val_t)
+        train_t = train_stream
+    else:
+        data_cfg = {k: v for k, v in cfg["data"].items() if k != "stream"}
+        if "stream" in _data_defaults():
+            data_cfg = cfg["data"]
+        train_data, val_data, info = _split_bundle(build_datasets(data_cfg, seed))
+        train_t, val_t = as_model_inputs(train_data), as_model_inputs(val_data)
+        kind = info.get("input_kind") or (
+            "jets" if len(train_t) == 2 or train_t[0].dim() == 3 else "features"
+        )
+        _fill_model_from_data(cfg["model"], kind, train_t)
 
     seed_everything(seed)
     model = build_model(**cfg["model"])
@@ -98,6 +124,12 @@ def train(
         model, train_t, val_t, cfg["trainer"], run_dir, callbacks=callbacks, run_config=cfg, resume=resume
     ).fit()
     return run_dir
+
+
+def _data_defaults() -> dict:
+    from ..data import DATA_DEFAULTS
+
+    return DATA_DEFAULTS
 
 
 def parse_seeds(text: str | Iterable[int]) -> list[int]:

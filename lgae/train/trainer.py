@@ -14,6 +14,18 @@ Run directory written (``run_dir``)::
     metrics.csv            epoch, train_loss, val_loss, lr, epoch_time_s, jets_per_s
     metrics_epochs.json    the same rows as a JSON list (plus ``best``)
     run.json               summary: versions, model size, seed, timing, best epoch and loss, early stop
+
+Distributed data parallel (``torchrun`` / ``lgae train --nproc N``, see :mod:`lgae.train.distributed`): when a
+process group is initialised the trainer wraps the model in ``DistributedDataParallel``; every rank takes
+the strided slice ``batch[rank::world]`` of the same global batches (``batch_size`` jets in all), the loss is
+scaled so that DDP's gradient average is the global batch's gradient, validation is sharded and summed with
+``all_reduce``, and only rank 0 writes the run directory and shows progress.
+
+Streaming: ``train_data`` may be an :class:`torch.utils.data.IterableDataset` that yields ``(p4, mask)`` (or
+``(x,)``) *batches* (e.g. :class:`lgae.data.stream.StreamingJets`, already split into per-rank shards); its
+``set_epoch(epoch)`` is called before each epoch. In a distributed run the ranks' shards may hold different
+numbers of batches: DDP's ``join(throw_on_early_termination=True)`` ends the epoch on every rank as soon as
+one rank runs out, so all ranks take the same optimiser steps.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import yaml
 from torch import Tensor, nn
 
 from .._validate import ConfigError
+from . import distributed as ddp_utils
 from .checkpoint import (
     atomic_write_text,
     get_rng_state,
@@ -64,6 +77,22 @@ _RESUME_FREE_KEYS = (
 )
 #: multiplier that makes the per-epoch permutation seed a function of (seed, epoch) only
 _EPOCH_SEED_STRIDE = 1_000_003
+
+
+class _LossModule(nn.Module):
+    """``forward(*batch) = model.loss(*batch)``: what DDP wraps, so that its hooks see every training step."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *batch):
+        return self.model.loss(*batch)
+
+
+def _is_stream(data: Any) -> bool:
+    """An iterable dataset of batches (streamed), as opposed to in-memory tensors."""
+    return isinstance(data, torch.utils.data.IterableDataset)
 
 
 class TrainingError(RuntimeError):
@@ -247,7 +276,11 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.callbacks = list(callbacks)
         self.resume = resume
+        #: this process's rank and the number of processes (``world == 1``: a single process)
+        self.dist = ddp_utils.context()
         self.device = resolve_device(self.cfg.device)
+        if self.dist.enabled and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.dist.local_rank)
         if self.cfg.dtype == "auto":
             self.model = model.to(device=self.device)
         else:
@@ -256,11 +289,15 @@ class Trainer:
         self.dtype = next(
             (p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.get_default_dtype()
         )
-        self.train_data = self._prepare(train_data, "training")
+        #: True when the training set is an iterable dataset of batches (streamed from files)
+        self.streaming = _is_stream(train_data)
+        self.train_data = train_data if self.streaming else self._prepare(train_data, "training")
         self.val_data = self._prepare(val_data, "validation")
-        if len(self.train_data) != len(self.val_data):
+        if not self.streaming and len(self.train_data) != len(self.val_data):
             raise ValueError("training and validation data have different structures")
-        self.n_train, self.n_val = len(self.train_data[0]), len(self.val_data[0])
+        self.n_train = None if self.streaming else len(self.train_data[0])
+        self.n_val = len(self.val_data[0])
+        self._ddp: nn.Module | None = None
         self.optimizer = _build_optimizer(self.model, self.cfg)
         self.schedule = LRSchedule(self.cfg)
         if run_config is None:
@@ -303,9 +340,20 @@ class Trainer:
             len(batches) > 1 and len(batches[-1]) == 1
         ):  # a lone jet breaks batch statistics; it is used next epoch
             batches.pop()
+        world = self.dist.world
+        if world > 1 and batches and len(batches[-1]) < world:  # every rank needs at least one jet
+            batches.pop()
         if self.cfg.max_steps_per_epoch is not None:
             batches = batches[: self.cfg.max_steps_per_epoch]
         return batches
+
+    def local_batches(self, epoch: int) -> list[tuple[Tensor, int]]:
+        """This rank's ``(indices, global batch size)`` for 0-based ``epoch``: the strided slice
+        ``batch[rank::world]`` of every global batch of :meth:`_epoch_batches` (the whole batch in one
+        process).
+        """
+        r, w = self.dist.rank, self.dist.world
+        return [(ddp_utils.shard(b, r, w), len(b)) for b in self._epoch_batches(epoch)]
 
     # -- evaluation
     @torch.no_grad()
@@ -315,12 +363,20 @@ class Trainer:
         self.model.eval()
         bs = self.cfg.eval_batch_size or max(self.cfg.batch_size, 1024)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
+        # distributed: each rank scores the strided share [rank::world] and the sums are all-reduced
+        r, w = self.dist.rank, self.dist.world
+        idx = torch.arange(r, self.n_val, w, device=self.device) if w > 1 else None
+        n_local = self.n_val if idx is None else len(idx)
         try:
-            for start in range(0, self.n_val, bs):
-                batch = tuple(t[start : start + bs] for t in self.val_data)
+            for start in range(0, n_local, bs):
+                if idx is None:
+                    batch = tuple(t[start : start + bs] for t in self.val_data)
+                else:
+                    batch = tuple(t[idx[start : start + bs]] for t in self.val_data)
                 total += self.model.loss_per_jet(*batch).double().sum()
         finally:
             self.model.train(was_training)
+        (total,) = ddp_utils.all_reduce_sum(total)
         return float(total) / self.n_val
 
     # -- checkpoints
@@ -352,6 +408,8 @@ class Trainer:
         }
 
     def _save_best(self, val_loss: float) -> None:
+        if not self.dist.is_main:
+            return
         save_checkpoint(
             {
                 "format": 1,
@@ -387,7 +445,13 @@ class Trainer:
         self.resumed_from = self.epoch
 
     # -- outputs
+    def _save_last(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self._state(), self.ckpt_dir / "last.pt")
+
     def _write_metrics(self) -> None:
+        if not self.dist.is_main:
+            return
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(METRICS_COLUMNS)
@@ -416,6 +480,8 @@ class Trainer:
             "input_dim": optional(getattr(self.model, "input_dim", lambda: None)),
             "seed": self.cfg.seed,
             "device": str(self.device),
+            "world_size": self.dist.world,
+            "streamed": self.streaming,
             "dtype": str(self.dtype).replace("torch.", ""),
             "n_train": self.n_train,
             "n_val": self.n_val,
@@ -441,6 +507,8 @@ class Trainer:
         try:
             if self.cfg.num_threads:
                 torch.set_num_threads(self.cfg.num_threads)
+            elif self.dist.enabled and self.device.type == "cpu":
+                torch.set_num_threads(ddp_utils.threads_per_rank(self.dist.world))
             if self.cfg.deterministic:
                 if self.device.type == "cuda":
                     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -458,12 +526,30 @@ class Trainer:
             self._restore(last)
             log.info("resuming %s after epoch %d", self.run_dir, self.epoch)
         else:
-            for stale in ("last.pt", "best.pt"):
-                with contextlib.suppress(FileNotFoundError):
-                    (self.ckpt_dir / stale).unlink()
+            if self.dist.is_main:
+                for stale in ("last.pt", "best.pt"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.ckpt_dir / stale).unlink()
             seed_everything(self.cfg.seed)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.run_config, sort_keys=False))
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.run_config, sort_keys=False))
+        if self.dist.enabled:
+            self._wrap_ddp()
+            ddp_utils.barrier()
+
+    def _wrap_ddp(self) -> None:
+        """Wrap ``model.loss`` in DistributedDataParallel (after a resume, so every rank starts equal)."""
+        import warnings
+
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # static_graph: the same parameters take part in every step; DDP then also copes with parameters the
+        # loss never uses (e.g. the LGAE's last decoder level) without an extra graph traversal per step
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self._ddp = DistributedDataParallel(_LossModule(self.model), device_ids=ids, static_graph=True)
 
     def fit(self) -> dict:
         """Train until ``epochs``, early stopping or a callback's stop request; returns :meth:`summary`.
@@ -479,49 +565,113 @@ class Trainer:
             self._start()
             done = self.stopped_early or self.epoch >= cfg.epochs
             self.model.train()
-            bar = _progress(cfg, total=cfg.epochs, initial=self.epoch, desc="train")
+            bar = _progress(self._bar_cfg(), total=cfg.epochs, initial=self.epoch, desc="train")
             try:
                 while not done:
                     self._run_epoch(bar)
                     finished = self.stopped_early or self.epoch >= cfg.epochs
                     saved = finished or self.epoch % cfg.checkpoint_every == 0
                     if saved:  # before the callbacks, so that one raising leaves this epoch resumable
-                        save_checkpoint(self._state(), self.ckpt_dir / "last.pt")
+                        self._save_last()
                     self._write_metrics()
                     for fn in self.callbacks:
                         fn(self.epoch, self)
+                    if self.dist.enabled:  # a stop requested on any rank stops every rank
+                        (flag,) = ddp_utils.all_reduce_sum(torch.tensor(float(self.stop_requested)))
+                        self.stop_requested = bool(flag > 0)
                     if self.stop_requested and not saved:
-                        save_checkpoint(self._state(), self.ckpt_dir / "last.pt")
+                        self._save_last()
                     done = finished or self.stop_requested
             finally:
                 bar.close()
             summary = self.summary()
-            atomic_write_text(self.run_dir / "run.json", json.dumps(summary, indent=2) + "\n")
+            if self.dist.is_main:
+                atomic_write_text(self.run_dir / "run.json", json.dumps(summary, indent=2) + "\n")
+            ddp_utils.barrier()  # nobody reads the run directory before rank 0 has finished writing it
         return summary
+
+    def _step(self, batch: tuple, scale: float | None = None) -> Tensor:
+        """One optimiser step on ``batch``; returns the (unscaled) batch loss."""
+        loss = self._ddp(*batch) if self._ddp is not None else self.model.loss(*batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss if scale is None else loss * scale).backward()
+        if self.cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+    def _tensor_epoch(self, epoch: int, total: Tensor) -> tuple[Tensor, int]:
+        seen = 0
+        world = self.dist.world
+        bar = _progress(
+            self._bar_cfg(), iterable=self.local_batches(epoch), leave=False, desc=f"epoch {epoch + 1}"
+        )
+        for idx, n_global in bar:
+            batch = tuple(t[idx] for t in self.train_data)
+            # DDP averages the ranks' gradients: scaling by world * n_local / n_global makes that average the
+            # gradient of the mean loss over the whole global batch, whatever the slices' sizes
+            scale = world * len(idx) / n_global if world > 1 else None
+            loss = self._step(batch, scale)
+            total += loss.double() * len(idx)
+            seen += len(idx)
+        return total, seen
+
+    def _stream_epoch(self, epoch: int, total: Tensor) -> tuple[Tensor, int]:
+        data = self.train_data
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(epoch)
+        seen, steps = 0, 0
+        cap = self.cfg.max_steps_per_epoch
+        try:
+            with ddp_utils.maybe_join(self._ddp, self._ddp is not None):
+                for raw in _progress(self._bar_cfg(), iterable=data, leave=False, desc=f"epoch {epoch + 1}"):
+                    if cap is not None and steps >= cap:
+                        break
+                    batch = self._prepare(raw, "streamed training")
+                    loss = self._step(batch)
+                    n = len(batch[0])
+                    total += loss.double() * n
+                    seen += n
+                    steps += 1
+        except RuntimeError as err:
+            if "exhausted" not in str(err):  # DDP join: another rank ran out of batches; all ranks stop here
+                raise
+        return total, seen
+
+    def _bar_cfg(self) -> TrainerConfig:
+        """The config for progress bars: off on every rank but 0."""
+        if self.dist.is_main:
+            return self.cfg
+        import dataclasses
+
+        return dataclasses.replace(self.cfg, progress=False)
 
     def _run_epoch(self, bar) -> None:
         cfg, epoch = self.cfg, self.epoch  # 0-based index of the epoch being run
         lr = self.schedule.lr(epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.dist.enabled:  # distinct noise per rank, and a resumed run repeats an uninterrupted one
+            seed_everything(cfg.seed * _EPOCH_SEED_STRIDE + epoch * 7919 + self.dist.rank)
         t0 = time.perf_counter()
-        batches = self._epoch_batches(epoch)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
-        seen = 0
         self.model.train()
-        for idx in _progress(cfg, iterable=batches, leave=False, desc=f"epoch {epoch + 1}"):
-            batch = tuple(t[idx] for t in self.train_data)
-            loss = self.model.loss(*batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
-            total += loss.detach().double() * len(idx)
-            seen += len(idx)
+        if self.streaming:
+            total, seen = self._stream_epoch(epoch, total)
+        else:
+            total, seen = self._tensor_epoch(epoch, total)
+        total, seen_all = ddp_utils.all_reduce_sum(total, torch.tensor(float(seen), dtype=torch.float64))
+        seen = int(seen_all)
         train_loss = float(total) / max(seen, 1)
         train_time = time.perf_counter() - t0
         good = self.ckpt_dir / "last.pt"
+        if seen == 0:
+            why = (
+                "a streamed shard was empty: fewer units than ranks and workers?"
+                if self.streaming
+                else f"{self.n_train} jets, batch_size {cfg.batch_size}, {self.dist.world} rank(s)"
+            )
+            raise TrainingError(f"epoch {epoch + 1} had no training jets ({why})")
         if not math.isfinite(train_loss):
             raise TrainingError(
                 f"non-finite training loss ({train_loss}) in epoch {epoch + 1}; stopped. "
@@ -564,7 +714,7 @@ class Trainer:
         bar.set_postfix(
             {"train": f"{train_loss:.4g}", "val": f"{val_loss:.4g}", "best": f"{self.best_val:.4g}"}
         )
-        if bar.disable and cfg.progress:
+        if bar.disable and cfg.progress and self.dist.is_main:
             log.info(
                 "epoch %d/%d  train %.6g  val %.6g  lr %.3g  %.1fs  %.0f jets/s%s%s",
                 self.epoch,
