@@ -7,8 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import IMAGE_MODEL, RECON_MODEL, VECTOR_MODEL, make_jets, make_run_dir
-from conftest import eval_main as main
+from eval_helpers import IMAGE_MODEL, RECON_MODEL, VECTOR_MODEL, make_jets, make_run_dir
+from eval_helpers import eval_main as main
 
 from lgae.eval.evaluate import (
     Sample,
@@ -84,7 +84,7 @@ def test_evaluate_run_dir_outputs(tmp_path, samples, fake_prepare_jets, model_na
 
 
 def test_evaluate_model_inverted_primary_warns_and_is_not_flipped(tmp_path):
-    from conftest import ReconModel
+    from eval_helpers import ReconModel
 
     bkg = Sample("qcd", *make_jets(400, "top", 1))  # heavier "background": the mass score is inverted
     sig = Sample("light", *make_jets(200, "qcd", 2))
@@ -97,7 +97,7 @@ def test_evaluate_model_inverted_primary_warns_and_is_not_flipped(tmp_path):
 
 
 def test_evaluate_primary_score_choice_and_errors(tmp_path):
-    from conftest import ReconModel
+    from eval_helpers import ReconModel
 
     bkg = Sample("qcd", *make_jets(300, "qcd", 1))
     sig = Sample("top", *make_jets(100, "top", 2))
@@ -199,7 +199,7 @@ def test_cli_evaluate_and_latent(tmp_path, samples, fake_prepare_jets, capsys):
 
 def test_latent_gaussian_uses_relevance(tmp_path):
     pytest.importorskip("lgae.eval.relevance")
-    from conftest import ReconModel
+    from eval_helpers import ReconModel
 
     from lgae.eval.latent import latent_analysis
 

@@ -8,8 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import IMAGE_MODEL, RECON_MODEL, make_run_dir
-from conftest import eval_main as main
+from eval_helpers import IMAGE_MODEL, RECON_MODEL, make_run_dir
+from eval_helpers import eval_main as main
 
 from lgae.eval.evaluate import evaluate_run
 from lgae.eval.metrics import InvertedScoreWarning
