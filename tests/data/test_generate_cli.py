@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import uproot  # noqa: E402
 
 from lgae.data import cli
 from lgae.data import pythia as gen
 
-uproot = pytest.importorskip("uproot")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -69,7 +69,7 @@ def test_toy_rejects_jet_options(tmp_path, capsys):
 
 
 def test_toy_path_writes_the_toy(tmp_path, capsys):
-    toys = pytest.importorskip("lgae.data.toys")
+    from lgae.data import toys
     rc = cli.main(["--toy", "circle", "--n", "64", "--seed", "3", "--out", str(tmp_path / "c.npz"), "-q"])
     assert rc == 0
     out = capsys.readouterr().out
@@ -79,7 +79,6 @@ def test_toy_path_writes_the_toy(tmp_path, capsys):
 
 
 def test_unknown_toy_is_a_clean_error(tmp_path, capsys):
-    pytest.importorskip("lgae.data.toys")
     rc = cli.main(["--toy", "circel", "--n", "64", "--out", str(tmp_path / "c.npz")])
     assert rc == 2
     assert "circle" in capsys.readouterr().err  # the closest valid name is suggested

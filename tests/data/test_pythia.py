@@ -11,10 +11,9 @@ import json
 
 import numpy as np
 import pytest
+import uproot  # noqa: E402
 
 from lgae.data import pythia as gen
-
-uproot = pytest.importorskip("uproot")
 
 
 def _have_generators() -> bool:

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn.metrics as sklearn_metrics  # noqa: E402
 from eval_helpers import IMAGE_MODEL, RECON_MODEL, VECTOR_MODEL, make_jets, make_run_dir
 from eval_helpers import eval_main as main
 
@@ -19,8 +20,6 @@ from lgae.eval.evaluate import (
     validate_evaluate_config,
 )
 from lgae.eval.metrics import InvertedScoreWarning
-
-sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
 
 def _png_ok(path):
@@ -198,7 +197,6 @@ def test_cli_evaluate_and_latent(tmp_path, samples, fake_prepare_jets, capsys):
 
 
 def test_latent_gaussian_uses_relevance(tmp_path):
-    pytest.importorskip("lgae.eval.relevance")
     from eval_helpers import ReconModel
 
     from lgae.eval.latent import latent_analysis

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn.metrics as sklearn_metrics  # noqa: E402
 
 from lgae.eval.metrics import (
     MIN_BKG_PASS,
@@ -20,8 +21,6 @@ from lgae.eval.metrics import (
     median_iqr,
     roc_curve,
 )
-
-sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
 
 def _sk(b, s):

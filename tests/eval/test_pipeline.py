@@ -118,8 +118,6 @@ def test_time_budget_callback():
 
 def test_whole_chain_on_tiny_pythia_samples(tmp_path):
     """generate (~60 jets/class, MPI off) -> train 1 epoch -> evaluate -> inverse task -> compare."""
-    pytest.importorskip("pythia8mc")
-    pytest.importorskip("fastjet")
     cfg = validate_pipeline_config(_tiny(tmp_path))
     logs = []
     with warnings.catch_warnings():

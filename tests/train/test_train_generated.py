@@ -1,4 +1,4 @@
-"""Every registered model trains through the shared trainer on real generated QCD jets (the shipped configs)."""
+"""Every shipped model config trains through the shared trainer on real generated QCD jets."""
 
 import csv
 import math
