@@ -1,0 +1,564 @@
+"""Equivariant building blocks of the LGAE: radial (Lorentzian-bell) edge functions, scalar MLPs and the
+Lorentz message-passing level with a general Clebsch–Gordan path and a closed-form maxdim-2 fast path.
+
+Feature formats
+---------------
+* **general**: dict ``{Irrep: (B, N, tau, dim)}`` complex canonical components (:mod:`lgae.nn.cg`);
+* **fast** (``maxdim = 2`` only): a pair ``(s, v)`` with scalars ``s (tau, B, N)`` and Cartesian 4-vectors ``v
+  (tau, B, N, 4)``, channel-major (every mix and radial filter is then one large matrix product), real (real
+  weights) or complex (complex weights).
+:func:`fast_to_general` / :func:`general_to_fast` convert between them.
+
+Weights. Mixing weights, radial filters and MLPs are real by default (``complex_weights=False``); then every
+feature of a maxdim-2 network is real and the fast path runs in real arithmetic. ``complex_weights=True``
+gives LGN's complex mixing (weights stored as real ``(2, ...)`` pairs, so parameter counts are in real
+numbers, a complex weight counting 2). The scalar MLPs act on ``(Re s, Im s)`` when scalars can be complex
+(complex weights, or ``maxdim > 2`` where products of ``(2,0)``/``(0,2)`` features give complex invariants)
+and on ``Re s`` otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lgae.so31 import Irrep, from_irrep, to_irrep
+
+from .cg import SCALAR, VECTOR, CGProduct, irreps_upto
+from .invariants import psi
+
+__all__ = [
+    "MLP",
+    "RadialBasis",
+    "EdgeData",
+    "LMPLevel",
+    "EquivariantLinear",
+    "fast_to_general",
+    "general_to_fast",
+    "minkowski",
+]
+
+_ETA = (1.0, -1.0, -1.0, -1.0)
+
+
+def minkowski(x: Tensor, y: Tensor) -> Tensor:
+    """Bilinear Minkowski product over the last axis (no conjugation for complex inputs).
+
+    Computed as ``(x * y) @ eta``: two kernels instead of a product and three strided subtractions."""
+    p = x * y
+    return p @ torch.tensor(_ETA, dtype=p.dtype, device=p.device)
+
+
+def fast_to_general(s: Tensor, v: Tensor) -> dict:
+    """Fast-format ``s (tau, B, N)``, ``v (tau, B, N, 4)`` -> ``{(0,0): (B, N, tau, 1), (1,1): (B, N, tau,
+    4)}`` canonical components (complex)."""
+    sc = s if s.is_complex() else s.to(torch.complex128 if s.dtype == torch.float64 else torch.complex64)
+    return {SCALAR: sc.permute(1, 2, 0)[..., None], VECTOR: to_irrep(v.permute(1, 2, 0, 3))}
+
+
+def general_to_fast(feats: dict, real: bool) -> tuple[Tensor, Tensor]:
+    """Inverse of :func:`fast_to_general`; ``real=True`` drops the (zero up to rounding) imaginary parts."""
+    s = feats[SCALAR][..., 0].permute(2, 0, 1)
+    v = from_irrep(feats[VECTOR]).permute(2, 0, 1, 3)
+    if real:
+        return s.real.contiguous(), v.real.contiguous()
+    return s.contiguous(), v.contiguous()
+
+
+class MLP(nn.Module):
+    """``Linear(d_in, h) -> act -> [Linear(h, h) -> act] * (depth - 1) -> Linear(h, d_out)`` (LGN's
+    ``CGMLP``)."""
+
+    def __init__(
+        self,
+        d_in: int,
+        d_hidden: int,
+        d_out: int,
+        depth: int,
+        negative_slope: float = 0.01,
+        zero_last: bool = False,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = d_in
+        for _ in range(max(depth, 0)):
+            layers += [nn.Linear(d, d_hidden), nn.LeakyReLU(negative_slope)]
+            d = d_hidden
+        last = nn.Linear(d, d_out)
+        if zero_last:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        layers.append(last)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def forward_cm(self, x: Tensor) -> Tensor:
+        """Channel-major ``(d_in, ...)`` -> ``(d_out, ...)``: every layer one ``addmm``, no transposes."""
+        shape = x.shape[1:]
+        h = x.reshape(x.shape[0], -1)
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                h = torch.addmm(layer.bias[:, None], layer.weight, h)
+            else:
+                h = layer(h)
+        return h.view(h.shape[0], *shape)
+
+
+class RadialBasis(nn.Module):
+    """Lorentzian bells of invariant edge features: ``phi_k(u) = a_k + b_k / (1 + c_k^2 (u - mu_k)^2)``.
+
+    Channel-first: ``u (F, ...)`` -> ``phi (F * dim_per_feature, ...)``. ``n_functions`` bells per feature
+    (LGN: ``2 * num_basis_fn = 20``). ``centered=False`` is the reference form (``mu = 0``, learnable ``a, b,
+    c ~ N(0, 1)``, a ``1e-16`` guard; ``lgae.md`` §4.4). ``centered=True`` spreads centres over ``[-span,
+    span]`` with widths ``c = n / (2 span)``, ``a = 0, b = 1``: a Lorentzian radial-basis expansion, learnable
+    with ``learnable=True`` (its offsets ``a_k`` put the constants in the span, so a bias-free linear map
+    still has a per-channel bias).
+
+    ``learnable=False`` (centered only) fixes the bells and appends the constant function (a bell with ``c =
+    0``): ``n_functions + 1`` functions per feature, evaluated in place without autograd when ``u`` needs no
+    gradient. The basis of the input invariants then costs no backward pass at all (most of the per-edge work
+    of a training step); the levels' linear filters carry the learning, as with the fixed radial bases of
+    SchNet or e3nn.
+    """
+
+    def __init__(
+        self,
+        n_features: int = 1,
+        n_functions: int = 20,
+        centered: bool = True,
+        span: float = 4.0,
+        learnable: bool = True,
+    ):
+        super().__init__()
+        if not (centered or learnable):
+            raise ValueError("a fixed radial basis must be centered")
+        self.n_features, self.n_functions, self.centered = n_features, n_functions, centered
+        self.learnable = learnable
+        shape = (n_features, n_functions)
+        if not learnable:
+            zero = torch.zeros(n_features, 1)
+            c = torch.cat([torch.full(shape, n_functions / (2.0 * span)), zero], 1)
+            mu = torch.cat([torch.linspace(-span, span, n_functions).repeat(n_features, 1), zero], 1)
+            self.register_buffer("c", c)
+            self.register_buffer("mu", mu)
+            return
+        if centered:
+            self.a = nn.Parameter(torch.zeros(shape))
+            self.b = nn.Parameter(torch.ones(shape))
+            self.c = nn.Parameter(torch.full(shape, n_functions / (2.0 * span)))
+            self.mu = nn.Parameter(torch.linspace(-span, span, n_functions).repeat(n_features, 1))
+        else:
+            self.a = nn.Parameter(torch.randn(shape))
+            self.b = nn.Parameter(torch.randn(shape))
+            self.c = nn.Parameter(torch.randn(shape))
+            self.register_parameter("mu", None)
+
+    @property
+    def dim(self) -> int:
+        return self.n_features * (self.n_functions + (0 if self.learnable else 1))
+
+    def forward(self, u: Tensor) -> Tensor:
+        shape = (self.n_features, -1) + (1,) * (u.dim() - 1)
+        u = u[:, None]  # (F, 1, ...): the innermost axes stay contiguous
+        if not self.learnable:
+            z = u - self.mu.view(shape)
+            if z.requires_grad:
+                z = z * self.c.view(shape)
+                return (1.0 / (1.0 + z * z)).flatten(0, 1)
+            return z.mul_(self.c.view(shape)).square_().add_(1.0).reciprocal_().flatten(0, 1)
+        a, b, c = self.a.view(shape), self.b.view(shape), self.c.view(shape)
+        if self.centered:
+            z = (u - self.mu.view(shape)) * c
+            phi = torch.addcdiv(a, b, 1.0 + z * z)
+        else:
+            phi = a + b / (1.0 + c**2 * u * u + 1e-16)
+        return phi.flatten(0, 1)
+
+
+@dataclass
+class EdgeData:
+    """What a message-passing level needs about the edges ``(i, j)`` of a graph.
+
+    Attributes
+    ----------
+    pos : Tensor
+        ``(B, N, 4)`` Cartesian positions; the edge 4-vector is ``p_ij = pos_i - pos_j`` (real or complex).
+    mask : Tensor
+        ``(B, N, N)`` bool edge mask.
+    u : Tensor, optional
+        ``(F, B, N, N)`` real invariant edge features, for levels that own their radial basis.
+    phi : Tensor, optional
+        ``(K, B, N, N)`` a radial basis shared by the levels of an encoder/decoder (computed once: the edge
+        invariants do not change between levels). Levels with ``radial="shared"`` multiply their filters by
+        ``mask`` when it is given; with ``mask=None`` they only drop the self-edges ``i = j``, which is exact
+        when the features of padded nodes are zero (as in the LGAE, whose levels zero them) and saves a pass
+        over all edges.
+    mask_before_linear : bool
+        Reference quirk Q1 (own-basis levels): the mask multiplies the basis before the radial ``Linear``, so
+        masked edges still carry its bias. Otherwise masked edges give exactly 0.
+    constant : bool
+        Radial filters independent of the edge (one learnable constant per channel): messages reduce to sums
+        over neighbours, ``O(N)`` instead of ``O(N^2)``. Every pair of nodes is an edge (``mask`` unused).
+    include_self : bool
+        With ``constant``: the sums include ``j = i`` (the reference decoder, whose masked edges keep the
+        bias).
+    """
+
+    pos: Tensor
+    mask: Tensor | None = None
+    u: Tensor | None = None
+    phi: Tensor | None = None
+    mask_before_linear: bool = False
+    constant: bool = False
+    include_self: bool = False
+
+
+class EquivariantLinear(nn.Module):
+    """Per-irrep channel mixing ``out[r] = W_r @ in[r]`` (no bias, real or complex weights).
+
+    ``tau_in`` / ``tau_out``: dict ``{Irrep: int}`` (irreps missing from ``tau_out`` are dropped). Works on
+    both feature formats via :meth:`mix` (a single irrep's ``(..., tau_in, d)`` tensor).
+    """
+
+    def __init__(
+        self, tau_in: dict, tau_out: dict, complex_weights: bool = False, init_scale: dict | None = None
+    ):
+        super().__init__()
+        self.complex_weights = complex_weights
+        self.tau_in = {Irrep(r): int(t) for r, t in tau_in.items()}
+        self.tau_out = {Irrep(r): int(t) for r, t in tau_out.items() if Irrep(r) in self.tau_in}
+        nc = 2 if complex_weights else 1
+        self.weights = nn.ParameterDict()
+        for r, t_out in self.tau_out.items():
+            t_in = self.tau_in[r]
+            scale = (init_scale or {}).get(r, 1.0) / math.sqrt(max(t_in, 1))
+            if complex_weights:
+                scale = scale / math.sqrt(2.0)
+            self.weights[_key(r)] = nn.Parameter(torch.randn(nc, t_out, t_in) * scale)
+
+    def weight(self, r: Irrep) -> Tensor:
+        w = self.weights[_key(r)]
+        return torch.complex(w[0], w[1]) if self.complex_weights else w[0]
+
+    def mix(self, r: Irrep, x: Tensor, channel_dim: int = -2) -> Tensor:
+        w = self.weight(r)
+        if w.is_complex() and not x.is_complex():
+            x = x.to(w.dtype)
+        elif x.is_complex() and not w.is_complex():
+            w = w.to(x.dtype)
+        else:
+            w = w.to(x.dtype)
+        x = x.movedim(channel_dim, -1)
+        y = x @ w.transpose(0, 1)
+        return y.movedim(-1, channel_dim)
+
+    def mix_cm(self, r: Irrep, x: Tensor) -> Tensor:
+        """Channel-major ``x (tau_in, ...)`` -> ``(tau_out, ...)``: one matrix product."""
+        w = self.weight(r)
+        if w.is_complex() != x.is_complex():
+            x, w = (x.to(w.dtype), w) if w.is_complex() else (x, w.to(x.dtype))
+        else:
+            w = w.to(x.dtype)
+        return (w @ x.reshape(x.shape[0], -1)).view(w.shape[0], *x.shape[1:])
+
+    def forward(self, feats: dict) -> dict:
+        return {r: self.mix(r, feats[r]) for r in self.tau_out if r in feats}
+
+
+def _key(r: Irrep) -> str:
+    return f"{r.k}_{r.n}"
+
+
+class LMPLevel(nn.Module):
+    """One Lorentz message-passing level (``lgae.md`` §4.5, closed form §5.2).
+
+    For node features ``F`` and edge features ``E_ij = {(0,0): rho0_ij z0, (1,1): rho1_ij p_ij}`` (``rho`` =
+    radial filters of the invariant edge features, one per channel)::
+
+        M_i = sum_j CG(F_j x E_ij),   S_i = CG(F_i x F_i),   F'_i = W [M_i || F_i || S_i]  (per irrep),
+
+    then the scalars go through an MLP (``s <- s + MLP(s)`` with ``residual``; ``s <- MLP(s)`` as in the
+    reference). Products are channel-wise and truncated at ``maxdim``; blocks are concatenated in the order
+    messages (paths sorted by ``(node irrep, edge irrep)``), identity, self products (sorted) — the weight
+    layout shared by :meth:`forward_general` and :meth:`forward_fast` (maxdim 2), which agree to rounding on
+    the same weights.
+
+    Parameters
+    ----------
+    tau_in, tau_out : int
+        Channel multiplicity of every irrep at input and output.
+    maxdim : int
+        Exclusive bound on the irrep labels ``k, n`` (2: scalars and 4-vectors; 3 adds rank-2 tensors).
+    irreps_in : list of Irrep, optional
+        Irreps present in the input (default: all of :func:`irreps_upto`).
+    complex_weights : bool
+        Complex mixing/radial weights (LGN) instead of real ones.
+    radial : str
+        ``"basis"``: the level owns a :class:`RadialBasis` of ``edge.u`` and a ``Linear`` with bias
+        (reference); ``"shared"``: a bias-free ``Linear`` of the shared basis ``edge.phi``
+        (``n_edge_features * n_basis`` functions; cheapest edge-dependent form); ``"constant"``: one constant
+        per channel (``edge.constant``).
+    n_edge_features, n_basis : int
+        Invariant edge features per edge and bell functions per feature.
+    centered_basis : bool
+        :class:`RadialBasis` form (False = reference).
+    mlp_width, mlp_depth : int
+        MLP hidden width is ``mlp_width * (number of real scalar inputs)``; ``depth`` hidden layers.
+    residual : bool
+        Residual scalar MLP (else the MLP output replaces the scalars, as in the reference).
+    squash : bool
+        Apply :func:`psi` to the scalar blocks made by products (messages and self products) before mixing;
+        keeps the polynomial degree of invariants from compounding over levels.
+    msg_norm : float
+        Messages are summed over neighbours and divided by this constant.
+    z0 : complex
+        The ``(0,0)`` zonal function (1; the reference fills ``1 + i``, quirk Q4).
+    mask_nodes : bool
+        Zero the output features of padded nodes.
+    init : str
+        ``"clean"``: the mixing starts as the identity on the level's input plus ``N(0, init_gain^2 /
+        fan_in)`` weights (a residual-style start that keeps feature scales through depth); ``"reference"``:
+        LGN's ``N(0, 1) / max(tau_out, tau_in)``, times 0.1 on ``k = n > 0`` irreps.
+    """
+
+    def __init__(
+        self,
+        tau_in: int,
+        tau_out: int,
+        maxdim: int = 2,
+        irreps_in=None,
+        complex_weights: bool = False,
+        radial: str = "basis",
+        n_edge_features: int = 1,
+        n_basis: int = 20,
+        centered_basis: bool = True,
+        mlp_width: int = 6,
+        mlp_depth: int = 6,
+        residual: bool = True,
+        squash: bool = True,
+        msg_norm: float = 1.0,
+        z0: complex = 1.0,
+        mask_nodes: bool = True,
+        init: str = "clean",
+        init_gain: float = 0.5,
+    ):
+        super().__init__()
+        self.tau_in, self.tau_out, self.maxdim = tau_in, tau_out, maxdim
+        self.complex_weights = complex_weights
+        self.residual, self.squash, self.mask_nodes = residual, squash, mask_nodes
+        self.msg_norm = float(msg_norm)
+        self.z0 = complex(z0)
+        self.irreps_in = sorted(Irrep(r) for r in (irreps_in or irreps_upto(maxdim)))
+        if SCALAR not in self.irreps_in or VECTOR not in self.irreps_in:
+            raise ValueError("LMPLevel needs scalar and vector input features")
+        edge_irreps = [SCALAR, VECTOR]
+        self.cg_msg = CGProduct(self.irreps_in, edge_irreps, maxdim)
+        self.cg_self = CGProduct(self.irreps_in, self.irreps_in, maxdim)
+        self.irreps_out = sorted(set(self.cg_msg.paths) | set(self.irreps_in) | set(self.cg_self.paths))
+        self.blocks = {
+            r: len(self.cg_msg.paths.get(r, [])) + (r in self.irreps_in) + len(self.cg_self.paths.get(r, []))
+            for r in self.irreps_out
+        }
+        # radial filters: one per (edge irrep, channel); complex pairs with complex weights
+        if radial not in ("basis", "shared", "constant"):
+            raise ValueError(f"radial must be 'basis', 'shared' or 'constant'; got {radial!r}")
+        self.radial_kind = radial
+        nc = 2 if complex_weights else 1
+        n_filters = 2 * tau_in * nc
+        self.basis = (
+            RadialBasis(n_edge_features, n_basis, centered=centered_basis) if radial == "basis" else None
+        )
+        if radial == "constant":
+            self.radial = None
+            self.radial_const = nn.Parameter(torch.empty(n_filters).uniform_(-1.0, 1.0))
+        else:
+            self.radial = nn.Linear(n_edge_features * n_basis, n_filters, bias=radial == "basis")
+        self.mix = EquivariantLinear(
+            {r: b * tau_in for r, b in self.blocks.items()},
+            {r: tau_out for r in self.irreps_out},
+            complex_weights,
+            init_scale={r: init_gain for r in self.irreps_out},
+        )
+        with torch.no_grad():
+            for r in self.irreps_out:
+                w = self.mix.weights[_key(r)]
+                if init == "reference":  # LGN: N(0, 1) / max(tau_out, tau_in), x0.1 for k = n > 0
+                    w.normal_().mul_((0.1 if r.k == r.n and r.k > 0 else 1.0) / max(tau_out, w.shape[-1]))
+                elif r in self.irreps_in:  # residual-style: identity on the identity block
+                    k = len(self.cg_msg.paths.get(r, []))
+                    w[0, :, k * tau_in : (k + 1) * tau_in] += torch.eye(tau_out, tau_in)
+        self.scalar_parts = 2 if (complex_weights or maxdim > 2) else 1
+        d = tau_out * self.scalar_parts
+        self.mlp = MLP(d, mlp_width * d, d, mlp_depth, zero_last=residual) if mlp_depth >= 0 else None
+        # CG constants of the maxdim-2 closed form, read off the tables (convention-independent)
+        if maxdim == 2:
+            t = to_irrep(torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64))
+            c_vv = self.cg_self.coefficients(VECTOR, VECTOR, SCALAR)[0].to(t.dtype)
+            self.k_ss = float(self.cg_self.coefficients(SCALAR, SCALAR, SCALAR)[0, 0, 0])
+            self.k_vv = float((t @ c_vv @ t).real)
+            self.k_sv = float(self.cg_self.coefficients(SCALAR, VECTOR, VECTOR)[0, 0, 0])
+            self.k_vs = float(self.cg_self.coefficients(VECTOR, SCALAR, VECTOR)[0, 0, 0])
+
+    # ----------------------------------------------------------------------------------------------------
+    # shared pieces
+
+    def radial_filters(self, edge: EdgeData) -> tuple[Tensor, Tensor]:
+        """``rho0, rho1``: ``(tau_in, B, N, N)`` edge filters, or ``(tau_in,)`` constants for constant edges
+        (complex with complex weights), divided by ``msg_norm``; ``rho0`` includes ``z0``."""
+        if edge.constant:
+            if self.radial_kind == "constant":
+                rho = self.radial_const
+            elif self.radial_kind == "basis" and edge.mask_before_linear:
+                rho = self.radial.bias  # every edge masked before the Linear: the filter is its bias
+            else:
+                raise ValueError("constant edges need radial='constant' (or an own basis masked first)")
+            rho = rho.view(-1, self.tau_in) / self.msg_norm
+        else:
+            if self.radial_kind == "constant":
+                raise ValueError("radial='constant' needs EdgeData(constant=True)")
+            w, bias = self.radial.weight / self.msg_norm, self.radial.bias
+            if self.basis is not None:
+                phi = self.basis(edge.u.to(w.dtype))
+                if edge.mask_before_linear:
+                    phi = phi * edge.mask.to(phi.dtype)
+            else:
+                if edge.phi is None:
+                    raise ValueError("radial='shared' reads a shared radial basis: pass EdgeData(phi=...)")
+                phi = edge.phi.to(w.dtype)
+            K, rest = phi.shape[0], phi.shape[1:]
+            flat = phi.reshape(K, -1)
+            rho = w @ flat if bias is None else torch.addmm((bias / self.msg_norm)[:, None], w, flat)
+            rho = rho.view(-1, self.tau_in, *rest)  # (parts x edge irreps, tau, B, N, N)
+            if edge.mask is None:  # shared basis, padded node features zero: drop the self-edges only
+                rho.diagonal(dim1=-2, dim2=-1).zero_()
+            elif not edge.mask_before_linear:
+                rho = rho * edge.mask.to(rho.dtype)
+        if self.complex_weights:  # layout (part, edge irrep, channel)
+            rho = torch.complex(rho[:2], rho[2:])
+        rho0, rho1 = rho[0], rho[1]
+        if self.z0 != 1.0:
+            rho0 = rho0 * (self.z0 if rho0.is_complex() else self.z0.real)
+        return rho0, rho1
+
+    @staticmethod
+    def _dense(rho: Tensor, edge: EdgeData, B: int, N: int) -> Tensor:
+        """Constant filters ``(tau,)`` -> dense ``(tau, B, N, N)`` (general path)."""
+        m = torch.ones(N, N, dtype=torch.bool, device=rho.device)
+        if not edge.include_self:
+            m = m & ~torch.eye(N, dtype=torch.bool, device=rho.device)
+        return (rho[:, None, None, None] * m.to(rho.real.dtype)).expand(-1, B, -1, -1)
+
+    def _scalar_mlp_cm(self, s: Tensor) -> Tensor:
+        """Scalar MLP on channel-major ``(tau, B, N)``: on ``(Re s, Im s)`` (or ``Re s``), residual or not."""
+        if self.mlp is None:
+            return s
+        if self.scalar_parts == 2:
+            sc = (
+                s
+                if s.is_complex()
+                else s.to(torch.complex128 if s.dtype == torch.float64 else torch.complex64)
+            )
+            y = self.mlp.forward_cm(torch.cat([sc.real, sc.imag], 0))
+            y = torch.complex(y[: self.tau_out], y[self.tau_out :])
+            return sc + y if self.residual else y
+        y = self.mlp.forward_cm(s.real if s.is_complex() else s)
+        if s.is_complex():
+            y = y.to(s.dtype)
+        return s + y if self.residual else y
+
+    def _sq(self, x: Tensor) -> Tensor:
+        return psi(x) if self.squash else x
+
+    # ----------------------------------------------------------------------------------------------------
+    # general path
+
+    def forward_general(self, feats: dict, edge: EdgeData, node_mask: Tensor | None = None) -> dict:
+        """Features ``{Irrep: (B, N, tau_in, d)}`` complex -> ``{Irrep: (B, N, tau_out, d)}``."""
+        rho0, rho1 = self.radial_filters(edge)
+        cdt = feats[SCALAR].dtype
+        B, N = feats[SCALAR].shape[:2]
+        if edge.constant:
+            rho0, rho1 = self._dense(rho0, edge, B, N), self._dense(rho1, edge, B, N)
+        rho0 = rho0.to(cdt).permute(1, 2, 3, 0)  # (B, N, N, tau)
+        rho1 = rho1.to(cdt).permute(1, 2, 3, 0)
+        pos = edge.pos
+        z1 = to_irrep(pos[:, :, None, :] - pos[:, None, :, :]).to(cdt)  # (B, N, N, 4)
+        edges = {SCALAR: rho0[..., None], VECTOR: rho1[..., None] * z1[:, :, :, None, :]}
+        msg = self.cg_msg(feats, edges, mode="message")
+        slf = self.cg_self(feats, feats, mode="self")
+        out = {}
+        for r in self.irreps_out:
+            blocks = []
+            for z in msg.get(r, []):
+                blocks.append(self._sq(z) if r == SCALAR else z)
+            if r in feats:
+                blocks.append(feats[r])
+            for z in slf.get(r, []):
+                blocks.append(self._sq(z) if r == SCALAR else z)
+            out[r] = self.mix.mix(r, torch.cat(blocks, -2))
+        s = self._scalar_mlp_cm(out[SCALAR][..., 0].permute(2, 0, 1)).permute(1, 2, 0)
+        out[SCALAR] = s[..., None].to(cdt)
+        if self.mask_nodes and node_mask is not None:
+            m = node_mask.to(out[SCALAR].real.dtype)[:, :, None, None]
+            out = {r: x * m for r, x in out.items()}
+        return out
+
+    # ----------------------------------------------------------------------------------------------------
+    # maxdim-2 fast path
+
+    def forward_fast(self, s: Tensor, v: Tensor, edge: EdgeData, node_mask: Tensor | None = None):
+        """Closed form of :meth:`forward_general` for ``maxdim = 2`` on channel-major Cartesian features ``s
+        (tau, B, N)``, ``v (tau, B, N, 4)`` (real, or complex with complex weights); returns the same
+        format."""
+        if self.maxdim != 2:
+            raise ValueError("the fast path exists for maxdim = 2 only")
+        rho0, rho1 = self.radial_filters(edge)
+        if self.complex_weights and not s.is_complex():
+            cd = torch.complex128 if s.dtype == torch.float64 else torch.complex64
+            s, v = s.to(cd), v.to(cd)
+        dt = s.dtype
+        rho0, rho1 = rho0.to(dt), rho1.to(dt)
+        tau, B, N = s.shape
+        pT = edge.pos.to(dt)[None]  # (1, B, N, 4)
+        s1 = s[..., None]
+        # messages: all neighbour sums of a level as two batched matmuls over j
+        f1 = torch.cat([s1, s1 * pT, v, minkowski(v, pT)[..., None]], -1)  # (tau, B, N, 10)
+        f0 = torch.cat([s1, v], -1)  # (tau, B, N, 5)
+        if edge.constant:  # sum over all j (minus j = i), times one constant per channel
+            t1, t0 = f1.sum(2, keepdim=True).expand_as(f1), f0.sum(2, keepdim=True).expand_as(f0)
+            r1 = rho1[:, None, None, None] * (t1 if edge.include_self else t1 - f1)
+            r0 = rho0[:, None, None, None] * (t0 if edge.include_self else t0 - f0)
+        else:
+            r1 = torch.bmm(rho1.reshape(tau * B, N, N), f1.view(tau * B, N, 10)).view(tau, B, N, 10)
+            r0 = torch.bmm(rho0.reshape(tau * B, N, N), f0.view(tau * B, N, 5)).view(tau, B, N, 5)
+        a = r0[..., 0] * self.k_ss
+        Bv = r0[..., 1:5] * self.k_vs
+        A = (pT * r1[..., 0:1] - r1[..., 1:5]) * self.k_sv  # sum_j rho1 s_j (p_i - p_j)
+        b = (minkowski(r1[..., 5:9], pT) - r1[..., 9]) * self.k_vv  # sum_j rho1 <v_j, p_i - p_j>
+        # self products; s v appears in both orderings, so its two weight blocks are merged
+        sq = self._sq
+        scal = torch.cat([sq(a), sq(b), s, sq(s * s * self.k_ss), sq(minkowski(v, v) * self.k_vv)], 0)
+        s_out = self.mix.mix_cm(SCALAR, scal)
+        w = self.mix.weight(VECTOR)
+        w = torch.cat([w[:, : 3 * tau], self.k_sv * w[:, 3 * tau : 4 * tau] + self.k_vs * w[:, 4 * tau :]], 1)
+        vec = torch.cat([A, Bv, v, s1 * v], 0)  # (4 tau, B, N, 4)
+        if w.is_complex() != vec.is_complex():
+            vec = vec.to(w.dtype)
+        v_out = (w.to(vec.dtype) @ vec.view(4 * tau, -1)).view(-1, B, N, 4)
+        s_out = self._scalar_mlp_cm(s_out)
+        if self.mask_nodes and node_mask is not None:
+            m = node_mask.to(s_out.real.dtype)
+            s_out = s_out * m
+            v_out = v_out * m[..., None]
+        return s_out, v_out
+
+    def forward(self, x, edge: EdgeData, node_mask: Tensor | None = None):
+        """Dispatch on the feature format: a dict -> general path, a ``(s, v)`` tuple -> fast path."""
+        if isinstance(x, dict):
+            return self.forward_general(x, edge, node_mask)
+        return self.forward_fast(x[0], x[1], edge, node_mask)
