@@ -16,9 +16,15 @@ For each model of ``lgae.models.available_models()`` at its default config (``n_
 CPU runs use ``torch.set_num_threads`` for each value of ``--threads`` (default 2, as the speed targets; add 1
 for single-thread numbers). CUDA runs happen when a GPU is present (``--device auto``).
 
+Two more suites (``--suite``): ``reader`` times :func:`lgae.data.load_jets` on a local ROOT file (jets
+converted per second and per CPU-second; see ``scripts/bench_data.py``), ``stream`` measures the peak memory
+of training input streamed from growing synthetic ROOT files against reading them into memory (see
+``scripts/bench_stream.py``). ``--suite all`` runs all three.
+
 Examples::
 
     python scripts/bench.py --out bench.json
+    python scripts/bench.py --suite reader stream --out bench_data.json
     python scripts/bench.py --models lgae --threads 1 2 --steps 20
     python scripts/bench.py --models lgae --config '{"aggregation": "minmax", "tau_vectors": 8}'
 """
@@ -39,6 +45,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lgae.models import available_models, build_model  # noqa: E402
+
+SUITES = ("models", "reader", "stream")
 
 
 def synthetic_jets(batch: int, n: int = 30, seed: int = 0, dtype=torch.float64, device="cpu"):
@@ -239,7 +247,78 @@ def main(argv=None) -> int:
         "--flops-model", default="lgae", help="model whose train-step FLOPs are counted ('' to skip)"
     )
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument(
+        "--suite", nargs="+", default=["models"], choices=[*SUITES, "all"], help="what to measure"
+    )
+    ap.add_argument("--reader-jets", type=int, default=100_000, help="jets of the reader suite's file")
+    ap.add_argument("--reader-compression", default="lz4", choices=("zlib", "lz4", "zstd", "none"))
+    ap.add_argument(
+        "--stream-sizes", type=int, nargs="+", default=[200_000, 1_000_000], help="jets per streamed file"
+    )
+    ap.add_argument("--stream-chunk", type=int, default=100_000, help="stream step/buffer/basket size")
     args = ap.parse_args(argv)
+    suites = SUITES if "all" in args.suite else tuple(dict.fromkeys(args.suite))
+    result: dict = {}
+    if "models" in suites:
+        result.update(_bench_models(args, ap))
+    if "reader" in suites:
+        result["reader"] = _bench_reader(args)
+    if "stream" in suites:
+        result["stream"] = _bench_stream(args)
+    if args.out:
+        meta = {
+            "torch": torch.__version__,
+            "batch": args.batch,
+            "steps": args.steps,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        }
+        Path(args.out).write_text(json.dumps({"meta": meta, **result}, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _bench_reader(args) -> dict:
+    """Reader throughput on one core (see ``scripts/bench_data.py``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_data import bench_reader
+
+    torch.set_num_threads(1)
+    r = bench_reader(n_jets=args.reader_jets, compression=args.reader_compression)
+    print(
+        f"reader: {r['file']} -> {r['n_jets']} x {r['n_particles']}: {r['jets_per_s']} jets/s wall, "
+        f"{r['jets_per_cpu_s']} jets/CPU-s (bare uproot read {r['uproot_read_cpu_s']} CPU-s of "
+        f"{r['load_jets_cpu_s']}; cache hit {r['cache_hit_s']} s)",
+        flush=True,
+    )
+    return r
+
+
+def _bench_stream(args) -> list[dict]:
+    """Peak memory of streamed vs in-memory input (see ``scripts/bench_stream.py``)."""
+    from lgae.data.stream import bench_stream_memory
+
+    rows = []
+    print(f"{'jets':>9} {'file MB':>8} {'mode':>9} {'peak +MB':>9} {'anon +MB':>9} {'jets/s':>9}")
+    for i, n in enumerate(sorted(args.stream_sizes)):
+        c = args.stream_chunk
+        r = bench_stream_memory(
+            n, step_size=c, buffer_size=c, basket_size=c, in_memory=i == len(args.stream_sizes) - 1
+        )
+        rows.append(r)
+        for mode in ("stream", "in_memory"):
+            if mode in r:
+                m = r[mode]
+                anon = m["peak_anon_growth_mb"]
+                print(
+                    f"{n:>9} {r['file_mb']:>8.0f} {mode:>9} {m['peak_growth_mb']:>9.0f} "
+                    f"{anon if anon is None else round(anon):>9} {m['jets_per_s']:>9.0f}",
+                    flush=True,
+                )
+    return rows
+
+
+def _bench_models(args, ap) -> dict:
+    """Train/inference throughput and peak memory of every model (the default suite)."""
 
     models = args.models or available_models()
     unknown = [m for m in models if m not in available_models()]
@@ -308,16 +387,7 @@ def main(argv=None) -> int:
                         f"achieved {achieved / 1e9:.2f} GFLOP/s of a measured matmul peak "
                         f"{peak / 1e9:.1f} GFLOP/s = {100 * entry['fraction_of_peak']:.1f}%"
                     )
-    if args.out:
-        meta = {
-            "torch": torch.__version__,
-            "batch": args.batch,
-            "steps": args.steps,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        }
-        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows, "flops": flops}, indent=2))
-        print(f"wrote {args.out}")
-    return 0
+    return {"rows": rows, "flops": flops}
 
 
 _HEADER = False
