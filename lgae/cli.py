@@ -7,7 +7,8 @@ import importlib
 import sys
 
 # Modules that add subcommands; each exposes ``register(subparsers)`` and sets ``func`` on its parsers.
-# Imported lazily so that ``lgae --help`` stays fast and an optional extra (pythia8mc) is only needed where used.
+# Imported lazily so that ``lgae --help`` stays fast and an optional extra (pythia8mc) is only needed where
+# used.
 _COMMAND_MODULES = (
     "lgae.data.cli",
     "lgae.train.cli",

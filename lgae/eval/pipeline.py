@@ -301,20 +301,6 @@ def generate_samples(
     return paths
 
 
-class TimeBudget:
-    """Trainer callback: request a stop when the next epoch would take the training past ``seconds``."""
-
-    def __init__(self, seconds: float | None):
-        self.seconds = seconds
-
-    def __call__(self, epoch: int, trainer) -> None:
-        if not self.seconds:
-            return
-        last = (trainer.history[-1].get("epoch_time_s") if trainer.history else 0.0) or 0.0
-        if trainer.train_time_s + last > self.seconds:
-            trainer.stop_requested = True
-
-
 def _override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"
 
@@ -381,6 +367,7 @@ def _same_config(run_dir: Path, config: Mapping) -> bool:
 def train_one(config: Mapping, budget: float | None, log: Callable = _log) -> Path:
     """Train one run (skipped when the run directory already holds this exact, finished run)."""
     from ..train import train
+    from ..train.trainer import TimeBudget
 
     run_dir = Path(config["trainer"]["out"])
     if _same_config(run_dir, config):

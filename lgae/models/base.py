@@ -15,11 +15,11 @@ class ModelOutput:
     Attributes
     ----------
     p4 : Tensor or None
-        Reconstructed 4-momenta ``(B, N_out, 4)`` as ``(E, px, py, pz)`` in the *input's units* (particle-level
-        models); None for models that reconstruct something else (e.g. images, toy features).
+        Reconstructed 4-momenta ``(B, N_out, 4)`` as ``(E, px, py, pz)`` in the *input's units*
+        (particle-level models); None for models that reconstruct something else (e.g. images, toy features).
     latent : dict of str -> Tensor
-        Named latent tensors, batch first. The LGAE has ``"scalars"`` ``(B, n_s)`` and ``"vectors"`` ``(B, tau, 4)``;
-        Gaussian-latent models have ``"mu"`` and ``"logvar"`` ``(B, d)``.
+        Named latent tensors, batch first. The LGAE has ``"scalars"`` ``(B, n_s)`` and ``"vectors"``
+        ``(B, tau, 4)``; Gaussian-latent models have ``"mu"`` and ``"logvar"`` ``(B, d)``.
     recon : Tensor or None
         The reconstruction in the model's own feature space (image, relative coordinates, flat features).
     target : Tensor or None
@@ -38,10 +38,10 @@ class ModelOutput:
 class JetAutoencoder(nn.Module):
     """Base class of every registered model.
 
-    Subclasses implement :meth:`forward` and :meth:`loss_per_jet`. Inputs are raw 4-momenta ``p4 (B, N, 4)`` in the
-    data's units (GeV) and ``mask (B, N)`` bool (True = real particle); all preprocessing (global momentum scale,
-    featurisation) happens inside the model and is stored in its buffers/config, so a run directory rebuilds it.
-    Toy-feature models (the VAE on toy data) accept ``x (B, D)`` with ``mask=None``.
+    Subclasses implement :meth:`forward` and :meth:`loss_per_jet`. Inputs are raw 4-momenta ``p4 (B, N, 4)``
+    in the data's units (GeV) and ``mask (B, N)`` bool (True = real particle); all preprocessing (global
+    momentum scale, featurisation) happens inside the model and is stored in its buffers/config, so a run
+    directory rebuilds it. Toy-feature models (the VAE on toy data) accept ``x (B, D)`` with ``mask=None``.
     """
 
     #: registry name, set by :func:`lgae.models.registry.register`

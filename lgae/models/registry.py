@@ -1,4 +1,5 @@
-"""Model registry: ``build_model(name, **config)`` builds any registered model from its YAML ``model:`` block."""
+"""Model registry: ``build_model(name, **config)`` builds any registered model from its YAML ``model:``
+block."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def model_class(name: str) -> type:
     if name not in _REGISTRY:
         hint = closest(name, _REGISTRY)
         raise ConfigError(
-            f"unknown model name {name!r}" + (f"; did you mean {hint!r}?" if hint else "")
+            f"unknown model name {name!r}"
+            + (f"; did you mean {hint!r}?" if hint else "")
             + f" (available: {', '.join(available_models())})"
         )
     return _REGISTRY[name]
@@ -40,7 +42,11 @@ def model_class(name: str) -> type:
 def model_config_keys(name: str) -> list[str]:
     """The config keys a model accepts (its constructor's keyword parameters)."""
     sig = inspect.signature(model_class(name).__init__)
-    return [p for p, v in sig.parameters.items() if p != "self" and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+    return [
+        p
+        for p, v in sig.parameters.items()
+        if p != "self" and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)
+    ]
 
 
 def build_model(name: str, **config):

@@ -1,6 +1,8 @@
-"""Featurisation of jets as pure tensor functions (used by the models and wrapped as named transforms in lgae.data).
+"""Featurisation of jets as pure tensor functions (used by the models and wrapped as named transforms in
+lgae.data).
 
-All functions take ``p4 (..., N, 4)`` as ``(E, px, py, pz)`` and ``mask (..., N)`` bool, and leave padded slots at 0.
+All functions take ``p4 (..., N, 4)`` as ``(E, px, py, pz)`` and ``mask (..., N)`` bool, and leave padded
+slots at 0.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def jet_p4(p4: Tensor, mask: Tensor | None = None) -> Tensor:
 def relative_coordinates(p4: Tensor, mask: Tensor) -> Tensor:
     """Particle coordinates relative to the jet axis: ``(pT_rel, eta_rel, phi_rel)``, shape ``(..., N, 3)``.
 
-    ``pT_rel = pT / pT_jet``, ``eta_rel = eta - eta_jet``, ``phi_rel = wrap(phi - phi_jet)``; padded slots are 0.
+    ``pT_rel = pT / pT_jet``, ``eta_rel = eta - eta_jet``, ``phi_rel = wrap(phi - phi_jet)``; padded slots
+    are 0.
     """
     jet = jet_p4(p4, mask)
     jpt, jeta, jphi = pt_eta_phi(jet)
@@ -63,8 +66,8 @@ def jet_image(p4: Tensor, mask: Tensor, n_pixels: int = 40, half_width: float = 
     """Jet images of ``pT_rel`` in ``(eta_rel, phi_rel)``, shape ``(..., n_pixels, n_pixels)``.
 
     Pixel ``[i, j]`` covers ``eta_rel`` bin ``i`` and ``phi_rel`` bin ``j`` of ``[-half_width, half_width)``;
-    particles outside the window are dropped. Each image sums to ``sum_i pT_i / pT_jet`` over the particles inside
-    the window (about 1; the vector sum pT_jet is at most the scalar sum).
+    particles outside the window are dropped. Each image sums to ``sum_i pT_i / pT_jet`` over the particles
+    inside the window (about 1; the vector sum pT_jet is at most the scalar sum).
     """
     rel = relative_coordinates(p4, mask)
     batch_shape = rel.shape[:-2]
@@ -74,7 +77,7 @@ def jet_image(p4: Tensor, mask: Tensor, n_pixels: int = 40, half_width: float = 
     ie = torch.floor((rel[..., 1] + half_width) * scale).long()
     ip = torch.floor((rel[..., 2] + half_width) * scale).long()
     inside = m & (ie >= 0) & (ie < n_pixels) & (ip >= 0) & (ip < n_pixels)
-    flat = (ie.clamp(0, n_pixels - 1) * n_pixels + ip.clamp(0, n_pixels - 1))
+    flat = ie.clamp(0, n_pixels - 1) * n_pixels + ip.clamp(0, n_pixels - 1)
     weights = torch.where(inside, rel[..., 0], torch.zeros_like(rel[..., 0]))
     img = torch.zeros(rel.shape[0], n_pixels * n_pixels, dtype=rel.dtype, device=rel.device)
     img.scatter_add_(1, flat, weights)

@@ -14,7 +14,9 @@ def _valid(mask: Tensor | None, x: Tensor) -> Tensor:
     if mask is None:
         return torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
     if mask.shape != x.shape[:-1]:
-        raise ValueError(f"mask shape {tuple(mask.shape)} does not match particles shape {tuple(x.shape[:-1])}")
+        raise ValueError(
+            f"mask shape {tuple(mask.shape)} does not match particles shape {tuple(x.shape[:-1])}"
+        )
     return mask.bool()
 
 
@@ -31,8 +33,9 @@ def chamfer_distance(
 ) -> Tensor:
     """Symmetric Chamfer distance per jet.
 
-    ``0.5 * (mean_{i valid in x} min_{j valid in y} d_ij + mean_{j valid in y} min_{i valid in x} d_ij)``, with
-    ``d`` the squared (default) or plain Euclidean distance. Jets with no valid particle on a side give 0 for that term.
+    ``0.5 * (mean_{i valid in x} min_{j valid in y} d_ij + mean_{j valid in y} min_{i valid in x} d_ij)``,
+    with ``d`` the squared (default) or plain Euclidean distance. Jets with no valid particle on a side give
+    0 for that term.
 
     Parameters
     ----------
@@ -44,7 +47,9 @@ def chamfer_distance(
         Use squared distances (training) or plain distances (the LGAE paper's evaluation score).
     """
     if x.dim() != 3 or y.dim() != 3 or x.shape[0] != y.shape[0] or x.shape[-1] != y.shape[-1]:
-        raise ValueError(f"chamfer_distance expects (B, N, F) and (B, M, F); got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"chamfer_distance expects (B, N, F) and (B, M, F); got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     mx, my = _valid(mask_x, x), _valid(mask_y, y)
     d = pairwise_sq_dist(x, y)
     if not squared:
@@ -80,11 +85,13 @@ def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     return kl_per_dim(mu, logvar).sum(-1)
 
 
-def hungarian_distance(x: Tensor, y: Tensor, mask_x: Tensor | None = None, mask_y: Tensor | None = None) -> Tensor:
+def hungarian_distance(
+    x: Tensor, y: Tensor, mask_x: Tensor | None = None, mask_y: Tensor | None = None
+) -> Tensor:
     """Mean squared distance of the optimal one-to-one matching per jet (evaluation only, not differentiable).
 
-    Solved exactly with :func:`scipy.optimize.linear_sum_assignment` on the valid particles of each jet; when the
-    two sides have different counts, unmatched particles are left out (rectangular assignment).
+    Solved exactly with :func:`scipy.optimize.linear_sum_assignment` on the valid particles of each jet; when
+    the two sides have different counts, unmatched particles are left out (rectangular assignment).
     """
     mx, my = _valid(mask_x, x), _valid(mask_y, y)
     d = pairwise_sq_dist(x.detach(), y.detach()).cpu().double().numpy()

@@ -107,6 +107,9 @@ class TrainerConfig:
         Write ``checkpoints/last.pt`` every this many epochs (and always at the end).
     max_steps_per_epoch : int or None
         Cap on optimiser steps per epoch (quick runs).
+    time_budget_s : float or None
+        Wall-clock budget of the training epochs: stop (cleanly, with checkpoints and history) after the epoch
+        that would otherwise take the training past it. None: no budget.
     eval_batch_size : int or None
         Batch size for the validation pass; None means ``max(batch_size, 1024)``.
     deterministic : bool
@@ -133,6 +136,7 @@ class TrainerConfig:
     progress: bool = True
     checkpoint_every: int = 1
     max_steps_per_epoch: int | None = None
+    time_budget_s: float | None = None
     eval_batch_size: int | None = None
     deterministic: bool = True
 
@@ -228,6 +232,7 @@ class TrainerConfig:
         boolean("progress")
         integer("checkpoint_every", 1)
         integer("max_steps_per_epoch", 1, optional=True)
+        number("time_budget_s", optional=True, positive=True)
         integer("eval_batch_size", 1, optional=True)
         boolean("deterministic")
 

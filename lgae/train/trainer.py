@@ -231,6 +231,23 @@ def _resume_relevant(config: Mapping) -> dict:
     return cfg
 
 
+class TimeBudget:
+    """Trainer callback: request a stop when the next epoch would take the training past ``seconds``.
+
+    The next epoch is assumed to last as long as the last one; the stop is clean (checkpoint, history).
+    """
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+
+    def __call__(self, epoch: int, trainer: Trainer) -> None:
+        if not self.seconds:
+            return
+        last = (trainer.history[-1].get("epoch_time_s") if trainer.history else 0.0) or 0.0
+        if trainer.train_time_s + last > self.seconds:
+            trainer.stop_requested = True
+
+
 class Trainer:
     """Train one model on in-memory tensors.
 
@@ -275,6 +292,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.callbacks = list(callbacks)
+        if self.cfg.time_budget_s:
+            self.callbacks.append(TimeBudget(self.cfg.time_budget_s))
         self.resume = resume
         #: this process's rank and the number of processes (``world == 1``: a single process)
         self.dist = ddp_utils.context()

@@ -70,6 +70,7 @@ def test_toy_rejects_jet_options(tmp_path, capsys):
 
 def test_toy_path_writes_the_toy(tmp_path, capsys):
     from lgae.data import toys
+
     rc = cli.main(["--toy", "circle", "--n", "64", "--seed", "3", "--out", str(tmp_path / "c.npz"), "-q"])
     assert rc == 0
     out = capsys.readouterr().out

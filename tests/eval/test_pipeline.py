@@ -15,7 +15,6 @@ import yaml
 
 from lgae._validate import ConfigError
 from lgae.eval.pipeline import (
-    TimeBudget,
     generate_samples,
     load_pipeline_config,
     repo_root,
@@ -23,6 +22,7 @@ from lgae.eval.pipeline import (
     train_one,
     validate_pipeline_config,
 )
+from lgae.train.trainer import TimeBudget
 
 CONFIGS = repo_root() / "configs"
 

@@ -270,3 +270,14 @@ def test_progress_bar_off_the_terminal_logs_epochs(tmp_path, jets, caplog):
     fit(jets, tmp_path / "run", epochs=2, progress=True)
     assert sum("epoch" in r.message for r in caplog.records) >= 2
     assert math.isfinite(json.loads((tmp_path / "run" / "run.json").read_text())["best_val_loss"])
+
+
+def test_time_budget_stops_cleanly(tmp_path, jets):
+    """trainer.time_budget_s ends the training after the epoch that would overrun it, with the usual files."""
+    run_dir = tmp_path / "budget"
+    t = fit(jets, run_dir, epochs=50, max_steps_per_epoch=1, time_budget_s=1e-9)
+    assert len(t.history) == 1  # the first epoch always runs; its duration already exceeds the budget
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert json.loads((run_dir / "run.json").read_text())["total_train_time_s"] > 0
+    with pytest.raises(ConfigError, match="time_budget_s"):
+        TrainerConfig.from_dict({"time_budget_s": -1})
