@@ -295,26 +295,17 @@ def _bench_reader(args) -> dict:
 
 def _bench_stream(args) -> list[dict]:
     """Peak memory of streamed vs in-memory input (see ``scripts/bench_stream.py``)."""
-    from lgae.data.stream import bench_stream_memory
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_stream import stream_table
 
-    rows = []
-    print(f"{'jets':>9} {'file MB':>8} {'mode':>9} {'peak +MB':>9} {'anon +MB':>9} {'jets/s':>9}")
-    for i, n in enumerate(sorted(args.stream_sizes)):
-        c = args.stream_chunk
-        r = bench_stream_memory(
-            n, step_size=c, buffer_size=c, basket_size=c, in_memory=i == len(args.stream_sizes) - 1
-        )
-        rows.append(r)
-        for mode in ("stream", "in_memory"):
-            if mode in r:
-                m = r[mode]
-                anon = m["peak_anon_growth_mb"]
-                print(
-                    f"{n:>9} {r['file_mb']:>8.0f} {mode:>9} {m['peak_growth_mb']:>9.0f} "
-                    f"{anon if anon is None else round(anon):>9} {m['jets_per_s']:>9.0f}",
-                    flush=True,
-                )
-    return rows
+    c = args.stream_chunk
+    return stream_table(
+        args.stream_sizes,
+        in_memory_size=max(args.stream_sizes),
+        step_size=c,
+        buffer_size=c,
+        basket_size=c,
+    )
 
 
 def _bench_models(args, ap) -> dict:

@@ -25,6 +25,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lgae.data.stream import bench_stream_memory  # noqa: E402
 
 
+def stream_table(sizes, *, in_memory_size: int | None = None, **kw) -> list[dict]:
+    """Run :func:`bench_stream_memory` for each size (``in_memory_size`` also reads that one into memory) and
+    print a row per mode."""
+    rows = []
+    print(f"{'jets':>9} {'file MB':>8} {'mode':>9} {'peak +MB':>9} {'anon +MB':>9} {'jets/s':>9}")
+    for n in sorted(sizes):
+        r = bench_stream_memory(n, in_memory=n == in_memory_size, **kw)
+        rows.append(r)
+        for mode in ("stream", "in_memory"):
+            if mode in r:
+                m = r[mode]
+                anon = m["peak_anon_growth_mb"]
+                print(
+                    f"{n:>9} {r['file_mb']:>8.0f} {mode:>9} {m['peak_growth_mb']:>9.0f} "
+                    f"{anon if anon is None else round(anon):>9} {m['jets_per_s']:>9.0f}",
+                    flush=True,
+                )
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000])
@@ -37,28 +57,16 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=None, help="where the temporary files go (default: system temp)")
     ap.add_argument("--out", help="write the results as JSON")
     args = ap.parse_args(argv)
-    rows = []
-    print(f"{'jets':>9} {'file MB':>8} {'mode':>9} {'peak +MB':>9} {'anon +MB':>9} {'jets/s':>9}")
-    for i, n in enumerate(sorted(args.sizes)):
-        r = bench_stream_memory(
-            n,
-            n_particles=args.n_particles,
-            batch_size=args.batch_size,
-            buffer_size=args.buffer_size,
-            step_size=args.step_size,
-            basket_size=args.basket_size,
-            in_memory=args.in_memory and i == 0,
-            workdir=args.workdir,
-        )
-        rows.append(r)
-        for mode in ("stream", "in_memory"):
-            if mode in r:
-                m = r[mode]
-                anon = m["peak_anon_growth_mb"]
-                print(
-                    f"{n:>9} {r['file_mb']:>8.0f} {mode:>9} {m['peak_growth_mb']:>9.0f} "
-                    f"{anon if anon is None else round(anon):>9} {m['jets_per_s']:>9.0f}"
-                )
+    rows = stream_table(
+        args.sizes,
+        in_memory_size=min(args.sizes) if args.in_memory else None,
+        n_particles=args.n_particles,
+        batch_size=args.batch_size,
+        buffer_size=args.buffer_size,
+        step_size=args.step_size,
+        basket_size=args.basket_size,
+        workdir=args.workdir,
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
     return 0
