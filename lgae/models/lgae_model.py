@@ -40,6 +40,7 @@ from lgae.nn.layers import (
     fast_to_general,
     general_to_fast,
     minkowski,
+    shared_radial_filters,
 )
 from lgae.nn.losses import chamfer_distance, hungarian_distance, masked_mse
 
@@ -344,13 +345,14 @@ class LGAE(JetAutoencoder):
         converts to canonical components and back; with real weights it keeps the real parts of the final
         scalars and 4-vectors (equivariant: ``Lambda`` is real); higher irreps (maxdim > 2) live inside the
         levels only."""
+        edges = shared_radial_filters(levels, edge)
         if self.fast:
-            for lvl in levels:
-                s, v = lvl.forward_fast(s, v, edge, node_mask)
+            for lvl, e in zip(levels, edges):
+                s, v = lvl.forward_fast(s, v, e, node_mask)
             return s, v
         feats = fast_to_general(s, v)
-        for lvl in levels:
-            feats = lvl.forward_general(feats, edge, node_mask)
+        for lvl, e in zip(levels, edges):
+            feats = lvl.forward_general(feats, e, node_mask)
         return general_to_fast(feats, real=not self.complex_weights)
 
     def _prepare(self, p4: Tensor, mask: Tensor | None):

@@ -21,6 +21,7 @@ from .layers import (
     fast_to_general,
     general_to_fast,
     minkowski,
+    shared_radial_filters,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "fast_to_general",
     "general_to_fast",
     "minkowski",
+    "shared_radial_filters",
     "SoftMinMax",
     "HardMinMax",
     "MixAggregation",

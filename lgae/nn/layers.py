@@ -20,7 +20,7 @@ and on ``Re s`` otherwise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,7 @@ __all__ = [
     "fast_to_general",
     "general_to_fast",
     "minkowski",
+    "shared_radial_filters",
 ]
 
 _ETA = (1.0, -1.0, -1.0, -1.0)
@@ -207,6 +208,9 @@ class EdgeData:
     include_self : bool
         With ``constant``: the sums include ``j = i`` (the reference decoder, whose masked edges keep the
         bias).
+    rho : Tensor, optional
+        ``(n_filters, B, N, N)`` one level's radial filters already evaluated from ``phi`` (masked, divided by
+        ``msg_norm``), see :func:`shared_radial_filters`.
     """
 
     pos: Tensor
@@ -216,6 +220,44 @@ class EdgeData:
     mask_before_linear: bool = False
     constant: bool = False
     include_self: bool = False
+    rho: Tensor | None = None
+
+
+def _apply_filters(w: Tensor, bias: Tensor | None, phi: Tensor, edge: EdgeData) -> Tensor:
+    """Radial filters ``w @ phi (+ bias)`` ``(F, B, N, N)`` of a basis ``phi (K, B, N, N)``, masked as
+    ``edge`` says."""
+    flat = phi.reshape(phi.shape[0], -1)
+    rho = w @ flat if bias is None else torch.addmm(bias[:, None], w, flat)
+    rho = rho.view(-1, *phi.shape[1:])
+    if edge.mask is None:  # shared basis, padded node features zero: drop the self-edges only
+        rho.diagonal(dim1=-2, dim2=-1).zero_()
+    elif not edge.mask_before_linear:
+        rho = rho * edge.mask.to(rho.dtype)
+    return rho
+
+
+def shared_radial_filters(levels, edge: EdgeData) -> list[EdgeData]:
+    """One :class:`EdgeData` per level with its radial filters filled in (``rho``), for levels that read
+    the shared basis ``edge.phi`` (``radial="shared"``).
+
+    The filters of all levels come from one matrix product with their stacked weights: the product is
+    bound by reading ``phi`` (``K x B x N x N``), so one pass serves every level. Other levels (and edges
+    without ``phi``) get ``edge`` unchanged.
+    """
+    shared = [lvl for lvl in levels if lvl.radial_kind == "shared"]
+    if edge.phi is None or edge.constant or edge.rho is not None or not shared:
+        return [edge] * len(levels)
+    w = torch.cat([lvl.radial.weight / lvl.msg_norm for lvl in shared], 0)
+    rho = _apply_filters(w, None, edge.phi.to(w.dtype), edge)
+    out, start = [], 0
+    for lvl in levels:
+        if lvl.radial_kind != "shared":
+            out.append(edge)
+            continue
+        n = lvl.radial.weight.shape[0]
+        out.append(replace(edge, rho=rho[start : start + n]))
+        start += n
+    return out
 
 
 class EquivariantLinear(nn.Module):
@@ -418,6 +460,8 @@ class LMPLevel(nn.Module):
             else:
                 raise ValueError("constant edges need radial='constant' (or an own basis masked first)")
             rho = rho.view(-1, self.tau_in) / self.msg_norm
+        elif edge.rho is not None:
+            rho = edge.rho.view(-1, self.tau_in, *edge.rho.shape[1:])
         else:
             if self.radial_kind == "constant":
                 raise ValueError("radial='constant' needs EdgeData(constant=True)")
@@ -430,14 +474,8 @@ class LMPLevel(nn.Module):
                 if edge.phi is None:
                     raise ValueError("radial='shared' reads a shared radial basis: pass EdgeData(phi=...)")
                 phi = edge.phi.to(w.dtype)
-            K, rest = phi.shape[0], phi.shape[1:]
-            flat = phi.reshape(K, -1)
-            rho = w @ flat if bias is None else torch.addmm((bias / self.msg_norm)[:, None], w, flat)
-            rho = rho.view(-1, self.tau_in, *rest)  # (parts x edge irreps, tau, B, N, N)
-            if edge.mask is None:  # shared basis, padded node features zero: drop the self-edges only
-                rho.diagonal(dim1=-2, dim2=-1).zero_()
-            elif not edge.mask_before_linear:
-                rho = rho * edge.mask.to(rho.dtype)
+            bias = None if bias is None else bias / self.msg_norm
+            rho = _apply_filters(w, bias, phi, edge).view(-1, self.tau_in, *phi.shape[1:])
         if self.complex_weights:  # layout (part, edge irrep, channel)
             rho = torch.complex(rho[:2], rho[2:])
         rho0, rho1 = rho[0], rho[1]
@@ -524,22 +562,33 @@ class LMPLevel(nn.Module):
         dt = s.dtype
         rho0, rho1 = rho0.to(dt), rho1.to(dt)
         tau, B, N = s.shape
-        pT = edge.pos.to(dt)[None]  # (1, B, N, 4)
-        s1 = s[..., None]
-        # messages: all neighbour sums of a level as two batched matmuls over j
-        f1 = torch.cat([s1, s1 * pT, v, minkowski(v, pT)[..., None]], -1)  # (tau, B, N, 10)
-        f0 = torch.cat([s1, v], -1)  # (tau, B, N, 5)
-        if edge.constant:  # sum over all j (minus j = i), times one constant per channel
-            t1, t0 = f1.sum(2, keepdim=True).expand_as(f1), f0.sum(2, keepdim=True).expand_as(f0)
-            r1 = rho1[:, None, None, None] * (t1 if edge.include_self else t1 - f1)
-            r0 = rho0[:, None, None, None] * (t0 if edge.include_self else t0 - f0)
+        p = edge.pos.to(dt)[None]  # (1, B, N, 4)
+        vp = minkowski(v, p)  # <v_j, p_j>  (tau, B, N)
+        if edge.constant:
+            # one constant per channel: every message is a sum over all j (minus j = i) times it. The j = i
+            # terms of the p_i - p_j messages vanish, so only a and Bv depend on include_self.
+            S, V = s.sum(2, keepdim=True), v.sum(2, keepdim=True)
+            SP = torch.einsum("tbn,bnk->tbk", s, p[0])[:, :, None]  # sum_j s_j p_j
+            VP = vp.sum(2, keepdim=True)
+            c0, c1 = rho0[:, None, None], rho1[:, None, None]
+            a = c0 * (S.expand_as(s) if edge.include_self else S - s)
+            Bv = c0[..., None] * (V.expand_as(v) if edge.include_self else V - v)
+            A = c1[..., None] * (p * S[..., None] - SP)  # sum_j rho1 s_j (p_i - p_j)
+            b = c1 * (minkowski(V, p) - VP)  # sum_j rho1 <v_j, p_i - p_j>
         else:
-            r1 = torch.bmm(rho1.reshape(tau * B, N, N), f1.view(tau * B, N, 10)).view(tau, B, N, 10)
-            r0 = torch.bmm(rho0.reshape(tau * B, N, N), f0.view(tau * B, N, 5)).view(tau, B, N, 5)
-        a = r0[..., 0] * self.k_ss
-        Bv = r0[..., 1:5] * self.k_vs
-        A = (pT * r1[..., 0:1] - r1[..., 1:5]) * self.k_sv  # sum_j rho1 s_j (p_i - p_j)
-        b = (minkowski(r1[..., 5:9], pT) - r1[..., 9]) * self.k_vv  # sum_j rho1 <v_j, p_i - p_j>
+            # all neighbour sums of a level as two batched matmuls over j, feature-major (rows: s, v, s p,
+            # <v, p>) so that building the operands copies whole rows of N; rho^T is a free transposed view
+            vT = v.transpose(-1, -2)
+            f = torch.cat([s[:, :, None], vT, s[:, :, None] * p.transpose(-1, -2), vp[:, :, None]], 2)
+            f = f.view(tau * B, 10, N)
+            r1 = torch.bmm(f, rho1.reshape(tau * B, N, N).transpose(1, 2)).view(tau, B, 10, N)
+            r0 = torch.bmm(f[:, :5], rho0.reshape(tau * B, N, N).transpose(1, 2)).view(tau, B, 5, N)
+            a = r0[:, :, 0]
+            Bv = r0[:, :, 1:5].transpose(-1, -2)
+            A = p * r1[:, :, 0, :, None] - r1[:, :, 5:9].transpose(-1, -2)  # sum_j rho1 s_j (p_i - p_j)
+            b = minkowski(r1[:, :, 1:5].transpose(-1, -2), p) - r1[:, :, 9]  # sum_j rho1 <v_j, p_i - p_j>
+        a, Bv, A, b = a * self.k_ss, Bv * self.k_vs, A * self.k_sv, b * self.k_vv
+        s1 = s[..., None]
         # self products; s v appears in both orderings, so its two weight blocks are merged
         sq = self._sq
         scal = torch.cat([sq(a), sq(b), s, sq(s * s * self.k_ss), sq(minkowski(v, v) * self.k_vv)], 0)
