@@ -105,6 +105,8 @@ class MLP(nn.Module):
         for layer in self.net:
             if isinstance(layer, nn.Linear):
                 h = torch.addmm(layer.bias[:, None], layer.weight, h)
+            elif isinstance(layer, nn.LeakyReLU):  # in place on the fresh addmm output (autograd-safe)
+                h = nn.functional.leaky_relu_(h, layer.negative_slope)
             else:
                 h = layer(h)
         return h.view(h.shape[0], *shape)
@@ -568,7 +570,7 @@ class LMPLevel(nn.Module):
             # one constant per channel: every message is a sum over all j (minus j = i) times it. The j = i
             # terms of the p_i - p_j messages vanish, so only a and Bv depend on include_self.
             S, V = s.sum(2, keepdim=True), v.sum(2, keepdim=True)
-            SP = torch.einsum("tbn,bnk->tbk", s, p[0])[:, :, None]  # sum_j s_j p_j
+            SP = (s[..., None] * p).sum(2, keepdim=True)  # sum_j s_j p_j (an einsum would loop over B)
             VP = vp.sum(2, keepdim=True)
             c0, c1 = rho0[:, None, None], rho1[:, None, None]
             a = c0 * (S.expand_as(s) if edge.include_self else S - s)
@@ -587,18 +589,27 @@ class LMPLevel(nn.Module):
             Bv = r0[:, :, 1:5].transpose(-1, -2)
             A = p * r1[:, :, 0, :, None] - r1[:, :, 5:9].transpose(-1, -2)  # sum_j rho1 s_j (p_i - p_j)
             b = minkowski(r1[:, :, 1:5].transpose(-1, -2), p) - r1[:, :, 9]  # sum_j rho1 <v_j, p_i - p_j>
-        a, Bv, A, b = a * self.k_ss, Bv * self.k_vs, A * self.k_sv, b * self.k_vv
-        s1 = s[..., None]
-        # self products; s v appears in both orderings, so its two weight blocks are merged
+        # self products; s v appears in both orderings, so its two weight blocks are merged. The CG constants
+        # of the vector blocks go into the weights; the mix of the vector blocks is a sum of matrix products
+        # (no concatenated copy of the largest operand)
         sq = self._sq
+        a, b = a * self.k_ss, b * self.k_vv
         scal = torch.cat([sq(a), sq(b), s, sq(s * s * self.k_ss), sq(minkowski(v, v) * self.k_vv)], 0)
         s_out = self.mix.mix_cm(SCALAR, scal)
         w = self.mix.weight(VECTOR)
-        w = torch.cat([w[:, : 3 * tau], self.k_sv * w[:, 3 * tau : 4 * tau] + self.k_vs * w[:, 4 * tau :]], 1)
-        vec = torch.cat([A, Bv, v, s1 * v], 0)  # (4 tau, B, N, 4)
-        if w.is_complex() != vec.is_complex():
-            vec = vec.to(w.dtype)
-        v_out = (w.to(vec.dtype) @ vec.view(4 * tau, -1)).view(-1, B, N, 4)
+        blocks = [
+            (self.k_sv * w[:, :tau], A),
+            (self.k_vs * w[:, tau : 2 * tau], Bv),
+            (w[:, 2 * tau : 3 * tau], v),
+            (self.k_sv * w[:, 3 * tau : 4 * tau] + self.k_vs * w[:, 4 * tau :], s[..., None] * v),
+        ]
+        v_out = None
+        for wk, xk in blocks:
+            if wk.is_complex() != xk.is_complex():
+                xk = xk.to(wk.dtype)
+            wk, xk = wk.to(xk.dtype), xk.reshape(tau, -1)
+            v_out = wk @ xk if v_out is None else v_out.addmm_(wk, xk)
+        v_out = v_out.view(-1, B, N, 4)
         s_out = self._scalar_mlp_cm(s_out)
         if self.mask_nodes and node_mask is not None:
             m = node_mask.to(s_out.real.dtype)
