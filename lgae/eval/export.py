@@ -315,7 +315,50 @@ def _onnx_symbolics() -> None:
         on_axis = g.op("Where", g.op("Equal", y, zero), zero, on_axis)
         return g.op("Where", x_zero, on_axis, res)
 
+    def cdist(g, x1, x2, p, compute_mode):
+        # difference-based ||x1_i - x2_j||_p, as torch.cdist(compute_mode="donot_use_mm_for_euclid_dist"):
+        # the built-in symbolic evaluates pairwise_distance with its eps (||x1 - x2 + 1e-6||^(1 / (p +
+        # 1e-6))), a relative error of ~1e-6 that the stable Gram matrix cannot afford
+        pv = sh._maybe_get_const(p, "f")
+        if not isinstance(pv, (int, float)):
+            raise RuntimeError("cdist: the exponent p must be a constant")
+        d = g.op(
+            "Sub", sh._unsqueeze_helper(g, x1, [-2]), sh._unsqueeze_helper(g, x2, [-3])
+        )  # (..., P, R, D)
+        axes = g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64))
+        if pv == 2:
+            return g.op("Sqrt", g.op("ReduceSum", g.op("Mul", d, d), axes, keepdims_i=0))
+        if pv == 1:
+            return g.op("ReduceSum", g.op("Abs", d), axes, keepdims_i=0)
+        dtype = JitScalarType.from_value(x1, JitScalarType.FLOAT).dtype()
+        pc = g.op("Constant", value_t=torch.tensor(float(pv), dtype=dtype))
+        inv = g.op("Constant", value_t=torch.tensor(1.0 / float(pv), dtype=dtype))
+        return g.op("Pow", g.op("ReduceSum", g.op("Pow", g.op("Abs", d), pc), axes, keepdims_i=0), inv)
+
+    def real(g, x):
+        # x.real of a real tensor is x (e.g. ``s.real.dtype`` guards in code that also runs complex); ONNX has
+        # no complex tensors, so a complex model fails elsewhere with the exporter's own message
+        return x
+
+    def triu_indices(g, row, col, offset, *rest):
+        # NonZero(j - i >= offset) over the (row, col) grid: (2, K) int64 in row-major order, as torch's
+        def scalar(v):
+            c = sh._maybe_get_const(v, "i")
+            if isinstance(c, int):
+                return g.op("Constant", value_t=torch.tensor(c, dtype=torch.int64))
+            return g.op("Cast", sh._squeeze_helper(g, v, [0]) if sh._get_tensor_rank(v) == 1 else v, to_i=7)
+
+        zero = g.op("Constant", value_t=torch.tensor(0, dtype=torch.int64))
+        one = g.op("Constant", value_t=torch.tensor(1, dtype=torch.int64))
+        i = g.op("Range", zero, scalar(row), one)
+        j = g.op("Range", zero, scalar(col), one)
+        diff = g.op("Sub", sh._unsqueeze_helper(g, j, [0]), sh._unsqueeze_helper(g, i, [1]))
+        return g.op("NonZero", g.op("GreaterOrEqual", diff, scalar(offset)))
+
     table = (
+        ("aten::triu_indices", triu_indices),
+        ("aten::real", real),
+        ("aten::cdist", cdist),
         ("aten::atan2", atan2),
         ("aten::hypot", hypot),
         ("aten::asinh", asinh),
@@ -345,6 +388,54 @@ def _export_onnx(scorer, n_particles: int, chunk: int, batching: str) -> bytes:
             do_constant_folding=True,
         )
     return f.getvalue()
+
+
+#: view ops through which the TorchScript-based ONNX exporter carries in-place writes back to the base tensor
+_ONNX_WRITABLE_VIEWS = frozenset({"aten::slice", "aten::select"})
+#: ops whose output aliases their first input
+_ALIASING = frozenset(
+    {
+        "aten::slice", "aten::select", "aten::diagonal", "aten::view", "aten::reshape", "aten::transpose",
+        "aten::t", "aten::permute", "aten::unsqueeze", "aten::squeeze", "aten::narrow", "aten::expand",
+        "aten::as_strided", "aten::unfold", "aten::flatten", "aten::unflatten", "aten::view_as",
+        "aten::expand_as", "aten::movedim", "aten::alias",
+    }
+)  # fmt: skip
+
+
+def _dropped_inplace_writes(scorer) -> list[str]:
+    """In-place ops that the ONNX exporter silently drops: ops run only for their effect on a view made by
+    anything but slicing and selecting (e.g. ``x.diagonal().zero_()``), as ``"op on view at file:line"``."""
+    try:
+        graph = scorer.inlined_graph
+    except Exception:  # not a TorchScript module
+        return []
+    found: list[str] = []
+
+    def visit(block):
+        for node in block.nodes():
+            for sub in node.blocks():
+                visit(sub)
+            kind = node.kind()
+            if not kind.startswith("aten::") or not kind.endswith("_") or kind.endswith("__"):
+                continue
+            if any(out.uses() for out in node.outputs()):  # its result is used: converted out of place
+                continue
+            views, src = [], next(iter(node.inputs()), None)
+            while src is not None:
+                k = src.node().kind()
+                if k in _ALIASING:
+                    views.append(k)
+                elif not (k.startswith("aten::") and k.endswith("_") and not k.endswith("__")):
+                    break
+                src = next(iter(src.node().inputs()), None)
+            bad = [v for v in views if v not in _ONNX_WRITABLE_VIEWS]
+            if bad:
+                where = node.sourceRange().strip().splitlines()
+                found.append(f"{kind} on {bad[0]} at {where[0] if where else '?'}")
+
+    visit(graph)
+    return sorted(set(found))
 
 
 def _onnx_with_metadata(blob: bytes, meta: Mapping) -> bytes:
@@ -447,6 +538,8 @@ def export_model(
         **dict(metadata or {}),
     }
     check_p4, check_mask = example_jets(2 * chunk + 3, n, seed=seed + 2)
+    if format == "onnx":  # the file's p4 is float32: compare with the eager model on the same inputs
+        check_p4 = check_p4.to(torch.float32)
     ref = _eager(module, check_p4, check_mask)
     if format == "torchscript":
         buf = io.BytesIO()
@@ -462,8 +555,13 @@ def export_model(
         try:
             blob = _export_onnx(scorer, n, chunk, batching)
         except Exception as err:
+            hint = ""
+            if "complex" in str(err).lower():
+                hint = (
+                    "; the model computes with complex numbers (complex weights, maxdim > 2): ONNX has none"
+                )
             raise ExportError(
-                f"ONNX export of {meta['model']!r} failed ({type(err).__name__}: {str(err)[:300]}); "
+                f"ONNX export of {meta['model']!r} failed ({type(err).__name__}: {str(err)[:300]}){hint}; "
                 "the TorchScript export (--format torchscript) may still work"
             ) from err
         try:
@@ -479,9 +577,17 @@ def export_model(
         meta["check_max_rel_diff"] = final
         blob = _onnx_with_metadata(blob, meta)
     if not final <= CHECK_RTOL:
+        why = ""
+        dropped = _dropped_inplace_writes(scorer) if format == "onnx" else []
+        if dropped:
+            why = (
+                "; the ONNX exporter drops in-place writes through views other than slices: "
+                + "; ".join(dropped[:3])
+                + " (write out of place, e.g. masked_fill, at least under torch.jit.is_tracing())"
+            )
         raise ExportError(
             f"the exported {format} file of {meta['model']!r} differs from the eager model by {final:.3g} "
-            f"(relative; tolerance {CHECK_RTOL})"
+            f"(relative; tolerance {CHECK_RTOL}){why}"
         )
     meta["check_max_rel_diff"] = max(diff, final)
     from ..train.checkpoint import atomic_write_bytes, atomic_write_text

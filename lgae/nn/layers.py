@@ -232,7 +232,10 @@ def _apply_filters(w: Tensor, bias: Tensor | None, phi: Tensor, edge: EdgeData) 
     rho = w @ flat if bias is None else torch.addmm(bias[:, None], w, flat)
     rho = rho.view(-1, *phi.shape[1:])
     if edge.mask is None:  # shared basis, padded node features zero: drop the self-edges only
-        rho.diagonal(dim1=-2, dim2=-1).zero_()
+        if torch.jit.is_tracing():  # the ONNX exporter drops in-place writes through a diagonal view
+            rho = rho.masked_fill(torch.eye(rho.shape[-1], dtype=torch.bool, device=rho.device), 0.0)
+        else:
+            rho.diagonal(dim1=-2, dim2=-1).zero_()
     elif not edge.mask_before_linear:
         rho = rho * edge.mask.to(rho.dtype)
     return rho

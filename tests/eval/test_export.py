@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,17 +39,18 @@ SMALL = {
     "gnnae-pl": {"node_sizes": [4, 4], "edge_sizes": [[8], [8]]},
     "cnnae": {"n_pixels": 8, "channels": 4, "latent_dim": 4},
 }
-#: exports that fail for a structural reason, with the reason (tested to fail with a clear ExportError)
+#: ONNX exports that fail for a structural reason: case -> (model, config overrides, what the ExportError
+#: says); tested to fail with that clear error. Every registered jet model's default config exports.
 ONNX_LIMITS = {
-    "lgae": "the TorchScript-based ONNX exporter cannot convert the in-place advanced indexing of "
-    "lgae.nn.invariants.canonical_frame (res[bidx, piv], ca[bidx, piv] += 1); the dynamo exporter needs "
-    "onnxscript and static control flow",
+    # onnxruntime has no complex arithmetic; the TorchScript export of these works
+    "lgae-complex-weights": ("lgae", {"complex_weights": True}, "complex numbers"),
+    "lgae-maxdim3": ("lgae", {"maxdim": 3}, "complex numbers"),
 }
 
 
-def small_model(name: str, seed: int = 0):
+def small_model(name: str, seed: int = 0, **overrides):
     torch.manual_seed(seed)
-    cfg = dict(SMALL.get(name, {}))
+    cfg = {**SMALL.get(name, {}), **overrides}
     if "n_particles" in inspect.signature(model_class(name).__init__).parameters:
         cfg["n_particles"] = N
     return build_model(name, **cfg).eval()
@@ -83,16 +85,57 @@ def test_torchscript_matches_eager(name, tmp_path):
     assert json.loads((tmp_path / "m.pt.json").read_text())["batching"] == meta["batching"]
 
 
-@pytest.mark.parametrize("name", [n for n in JET_MODELS if n not in ONNX_LIMITS])
+@pytest.mark.parametrize("name", JET_MODELS)
 def test_onnx_runs_under_onnxruntime_and_matches_eager(name, tmp_path):
     model = small_model(name)
-    export_model(model, tmp_path / "m.onnx", "onnx", n_particles=N, chunk=16)
+    res = export_model(model, tmp_path / "m.onnx", "onnx", n_particles=N, chunk=16)
+    assert res.max_rel_diff <= CHECK_RTOL
     run, meta = load_exported(tmp_path / "m.onnx")
     assert meta["model"] == name and meta["inputs"]["mask"].startswith(f"(B, {N}) bool")
     p4, mask = example_jets(29, N, seed=321)
     got = run(p4, mask)
     assert got.shape == (29,)
     assert rel(got, eager(model, p4.float(), mask)) <= CHECK_RTOL
+
+
+def test_lgae_onnx_edge_cases(tmp_path):
+    """The LGAE's ONNX file (canonical frame in float64 inside) on jets of 0..4 constituents, massless and
+    boosted ones, and a batch of one."""
+    from lgae.so31 import apply_lorentz, lorentz_matrix, random_lorentz
+
+    model = small_model("lgae")
+    export_model(model, tmp_path / "m.onnx", "onnx", n_particles=N, chunk=16)
+    run, meta = load_exported(tmp_path / "m.onnx")
+    assert meta["batching"] == "dynamic"
+    p4, mask = example_jets(40, N, seed=5)
+    mask[:20] &= torch.arange(N) < (torch.arange(20) % 5)[:, None]  # the leading 0..4 constituents
+    p4[30:], mask[30:] = example_jets(10, N, seed=6, mass=0.0)  # massless constituents
+    p4 = p4 * mask[..., None]
+    ang, rap = random_lorentz((40,), max_rapidity=3.0, seed=2)
+    boosted = apply_lorentz(lorentz_matrix(ang, rap)[:, None], p4) * mask[..., None]
+    for x in (p4, boosted):
+        want, got = eager(model, x.float(), mask), run(x, mask)
+        # a lone massless constituent has no rest frame: its rest-frame score is 0 / 0 = nan, in both
+        ok = torch.isfinite(want)
+        assert ok.sum() >= 35 and torch.equal(torch.isfinite(got), ok)
+        assert rel(got[ok], want[ok]) <= CHECK_RTOL
+        assert rel(run(x[2:3], mask[2:3]), want[2:3]) <= CHECK_RTOL  # a batch of one
+
+
+@pytest.mark.parametrize("config", ["lgae_mix", "lgae_minmax"])
+def test_shipped_lgae_configs_export_to_onnx(config, tmp_path):
+    from lgae.train.config import load_config
+
+    section = dict(load_config(Path(__file__).parents[2] / "configs" / f"{config}.yaml")["model"])
+    name = section.pop("name")
+    section["n_particles"] = 30
+    torch.manual_seed(0)
+    model = build_model(name, **section).eval()
+    res = export_model(model, tmp_path / "m.onnx", "onnx", n_particles=30, chunk=16)
+    assert res.max_rel_diff <= CHECK_RTOL and res.batching == "dynamic"
+    run, _ = load_exported(tmp_path / "m.onnx")
+    p4, mask = example_jets(50, 30, seed=11)
+    assert rel(run(p4, mask), eager(model, p4.float(), mask)) <= CHECK_RTOL
 
 
 LOAD_SNIPPET = r"""
@@ -119,7 +162,7 @@ def test_exported_files_load_without_lgae(tmp_path):
     """In a fresh ``python -I`` (no PYTHONPATH, another cwd, ``import lgae`` blocked)."""
     cases = [("gnnae-pl", "torchscript"), ("lgae", "torchscript")]
     if _has_onnxruntime():
-        cases.append(("gnnae-pl", "onnx"))
+        cases += [("gnnae-pl", "onnx"), ("lgae", "onnx")]
     p4, mask = example_jets(21, N, seed=7)
     torch.save((p4, mask), tmp_path / "in.pt")
     paths, want = [], []
@@ -217,9 +260,36 @@ def _has_onnxruntime() -> bool:
     return True
 
 
-@pytest.mark.parametrize("name", sorted(ONNX_LIMITS))
-def test_onnx_limits_fail_with_a_clear_error(name, tmp_path):
+@pytest.mark.parametrize("case", sorted(ONNX_LIMITS))
+def test_onnx_limits_fail_with_a_clear_error(case, tmp_path):
     """Known ONNX limitations are an ExportError naming the problem, and leave no file behind."""
-    with pytest.raises(ExportError, match="(?i)onnx"):
-        export_model(small_model(name), tmp_path / "m.onnx", "onnx", n_particles=N, chunk=16)
+    name, overrides, says = ONNX_LIMITS[case]
+    model = small_model(name, **overrides)
+    with pytest.raises(ExportError, match=f"(?s)ONNX export.*{says}"):
+        export_model(model, tmp_path / "m.onnx", "onnx", n_particles=N, chunk=16)
+    assert not (tmp_path / "m.onnx").exists()
+    assert export_model(model, tmp_path / "m.pt", n_particles=N, chunk=16).max_rel_diff <= CHECK_RTOL
+
+
+class _DiagonalWrite(torch.nn.Module):
+    """A jet scorer whose in-place write through a diagonal view the ONNX exporter drops."""
+
+    name = "diagonal-write"
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def anomaly_score(self, p4, mask):
+        p4 = p4 * mask[..., None]
+        g = p4 @ p4.transpose(1, 2) * self.w  # (B, N, N), diagonal |p_i|^2 > 0
+        g.diagonal(dim1=-2, dim2=-1).zero_()
+        return g.sum((1, 2))
+
+
+def test_onnx_check_names_a_dropped_inplace_write(tmp_path):
+    model = _DiagonalWrite()
+    assert export_model(model, tmp_path / "m.pt", n_particles=N, chunk=8).max_rel_diff <= CHECK_RTOL
+    with pytest.raises(ExportError, match=r"aten::zero_ on aten::diagonal at .*test_export\.py"):
+        export_model(model, tmp_path / "m.onnx", "onnx", n_particles=N, chunk=8)
     assert not (tmp_path / "m.onnx").exists()
