@@ -519,7 +519,9 @@ class LGAE(JetAutoencoder):
             rec = out.p4 * self.p4_scale
             mj = None
         if scale == "jet":
-            sj = mj if frame == "rest" else tgt[..., 0].sum(1)
+            sj = tgt[..., 0].sum(1)  # jet energy in the frame; the jet mass in the rest frame, except for
+            if frame == "rest":  # jets with no rest frame (one massless constituent): they keep the energy
+                sj = torch.where(mj > 0, mj, sj)
         elif scale == "max":
             sj = tgt.abs().flatten(1).max(1).values
         else:

@@ -308,3 +308,20 @@ def test_equivariance_float32_1000_jets_and_maxdim3_bigger():
     p, mask = synthetic_jets(64, seed=13)
     _, per = equivariance_error(m3, p, mask, max_rapidity=10.0, n_transforms=2, per_jet=True)
     _check(per, 1e-6, 1e-5)
+
+
+def test_jet_scaled_rest_frame_score_is_finite_for_a_massless_jet():
+    """A jet of one massless constituent has no rest frame and zero mass: the jet-scaled score falls back to
+    the jet energy instead of dividing by zero."""
+    torch.manual_seed(0)
+    model = build_model(
+        "lgae", aggregation="minmax", loss_frame="rest", loss_scale="jet", n_particles=5, dtype="float32"
+    ).eval()
+    p4 = torch.zeros(3, 5, 4, dtype=torch.float64)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    p4[0, 0] = torch.tensor([100.0, 60.0, 0.0, 80.0])  # massless, alone
+    p4[1, :2] = torch.tensor([[100.0, 60.0, 0.0, 80.0], [50.0, 0.0, 30.0, 40.0]])
+    mask[0, 0] = mask[1, :2] = True  # jet 2: empty
+    with torch.no_grad():
+        score = model.anomaly_score(p4, mask)
+    assert torch.isfinite(score).all(), score
