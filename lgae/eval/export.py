@@ -319,21 +319,13 @@ def _onnx_symbolics() -> None:
         # difference-based ||x1_i - x2_j||_p, as torch.cdist(compute_mode="donot_use_mm_for_euclid_dist"):
         # the built-in symbolic evaluates pairwise_distance with its eps (||x1 - x2 + 1e-6||^(1 / (p +
         # 1e-6))), a relative error of ~1e-6 that the stable Gram matrix cannot afford
-        pv = sh._maybe_get_const(p, "f")
-        if not isinstance(pv, (int, float)):
-            raise RuntimeError("cdist: the exponent p must be a constant")
+        if sh._maybe_get_const(p, "f") != 2:
+            raise RuntimeError("cdist: only the Euclidean distance (p = 2) is exported")
         d = g.op(
             "Sub", sh._unsqueeze_helper(g, x1, [-2]), sh._unsqueeze_helper(g, x2, [-3])
         )  # (..., P, R, D)
         axes = g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64))
-        if pv == 2:
-            return g.op("Sqrt", g.op("ReduceSum", g.op("Mul", d, d), axes, keepdims_i=0))
-        if pv == 1:
-            return g.op("ReduceSum", g.op("Abs", d), axes, keepdims_i=0)
-        dtype = JitScalarType.from_value(x1, JitScalarType.FLOAT).dtype()
-        pc = g.op("Constant", value_t=torch.tensor(float(pv), dtype=dtype))
-        inv = g.op("Constant", value_t=torch.tensor(1.0 / float(pv), dtype=dtype))
-        return g.op("Pow", g.op("ReduceSum", g.op("Pow", g.op("Abs", d), pc), axes, keepdims_i=0), inv)
+        return g.op("Sqrt", g.op("ReduceSum", g.op("Mul", d, d), axes, keepdims_i=0))
 
     def real(g, x):
         # x.real of a real tensor is x (e.g. ``s.real.dtype`` guards in code that also runs complex); ONNX has

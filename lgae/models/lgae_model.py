@@ -486,7 +486,7 @@ class LGAE(JetAutoencoder):
         latent = {k: t.to(out_p4.dtype) for k, t in latent.items()}
         extras = {"mask": prep["mask"]}
         if prep["frame"] is not None:  # rest-frame output and target, for rest-frame losses and scores
-            extras["rest"] = (y, prep["x"], prep["P"].sum((1, 2)).clamp_min(0).sqrt().to(y.dtype))
+            extras["rest"] = (y, prep["x"], prep["frame"].scale.to(y.dtype))  # jet mass (or energy)
         return ModelOutput(p4=out_p4, latent=latent, extras=extras)
 
     def _loss_inputs(
@@ -519,9 +519,7 @@ class LGAE(JetAutoencoder):
             rec = out.p4 * self.p4_scale
             mj = None
         if scale == "jet":
-            sj = tgt[..., 0].sum(1)  # jet energy in the frame; the jet mass in the rest frame, except for
-            if frame == "rest":  # jets with no rest frame (one massless constituent): they keep the energy
-                sj = torch.where(mj > 0, mj, sj)
+            sj = mj if frame == "rest" else tgt[..., 0].sum(1)
         elif scale == "max":
             sj = tgt.abs().flatten(1).max(1).values
         else:

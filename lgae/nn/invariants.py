@@ -161,10 +161,13 @@ class CanonicalFrame:
         ``(B, 4, 4)``: row ``a`` is the frame vector ``e_a`` in the input's (lab) components.
     gram : Tensor
         ``(B, N, N)`` the stable Gram matrix of the inputs; ``m2`` ``(B, N)`` their masses squared.
+    scale : Tensor
+        ``(B,)`` the jet mass, or the jet energy (at least the smallest positive float) for jets with no rest
+        frame (e.g. one massless constituent): the frame's natural unit.
     """
 
-    def __init__(self, x: Tensor, vectors: Tensor, gram: Tensor, m2: Tensor):
-        self.x, self.vectors, self.gram, self.m2 = x, vectors, gram, m2
+    def __init__(self, x: Tensor, vectors: Tensor, gram: Tensor, m2: Tensor, scale: Tensor):
+        self.x, self.vectors, self.gram, self.m2, self.scale = x, vectors, gram, m2, scale
 
     def to_lab(self, y: Tensor) -> Tensor:
         """Frame components ``(B, ..., 4)`` (real or complex) -> lab components ``y^a e_a``."""
@@ -286,4 +289,4 @@ def canonical_frame(
     vectors = torch.cat([vectors[:, :3], vectors[:, 3:] * sgn[:, None, None]], 1)
     X = torch.stack(xs[:3] + [xs[3] * sgn[:, None]], -1)
     x = X[:, :N] * fm[..., None]
-    return CanonicalFrame(x, vectors, P, m2)
+    return CanonicalFrame(x, vectors, P, m2, scale)
