@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .allocator import tune_allocator
+
+    tune_allocator()  # reuse freed heap memory: no page faults on every step's temporaries
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

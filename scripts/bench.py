@@ -44,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lgae.allocator import tune_allocator  # noqa: E402
 from lgae.models import available_models, build_model  # noqa: E402
 
 SUITES = ("models", "reader", "stream")
@@ -248,6 +249,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument(
+        "--malloc",
+        default="tuned",
+        choices=("tuned", "default"),
+        help="tuned: lgae.allocator.tune_allocator() as the lgae command line does (freed memory is reused, "
+        "no page faults per step); default: glibc's defaults, as a plain Python script gets",
+    )
+    ap.add_argument(
         "--suite", nargs="+", default=["models"], choices=[*SUITES, "all"], help="what to measure"
     )
     ap.add_argument("--reader-jets", type=int, default=100_000, help="jets of the reader suite's file")
@@ -257,6 +265,8 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--stream-chunk", type=int, default=100_000, help="stream step/buffer/basket size")
     args = ap.parse_args(argv)
+    malloc_tuned = tune_allocator(args.malloc == "tuned")
+    print(f"allocator: {'tuned (lgae.allocator)' if malloc_tuned else 'glibc defaults'}", flush=True)
     suites = SUITES if "all" in args.suite else tuple(dict.fromkeys(args.suite))
     result: dict = {}
     if "models" in suites:
@@ -270,6 +280,7 @@ def main(argv=None) -> int:
             "torch": torch.__version__,
             "batch": args.batch,
             "steps": args.steps,
+            "malloc_tuned": malloc_tuned,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         }
         Path(args.out).write_text(json.dumps({"meta": meta, **result}, indent=2))

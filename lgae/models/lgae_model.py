@@ -478,15 +478,22 @@ class LGAE(JetAutoencoder):
     # public interface
 
     def forward(self, p4: Tensor, mask: Tensor | None = None) -> ModelOutput:
+        return self._forward(p4, mask)
+
+    def _forward(self, p4: Tensor, mask: Tensor | None = None, lab: bool = True) -> ModelOutput:
+        """:meth:`forward`; ``lab=False`` leaves out the lab-frame outputs (``p4`` None, no latent), all a
+        rest-frame loss or score reads."""
         prep = self._prepare(p4, mask)
         ls, lv = self.encode(prep)
         y = self.decode(ls, lv)
-        out_p4 = self._to_lab(y, prep).to(self.dtype)
-        latent = self._latent_public(ls, lv, prep)
-        latent = {k: t.to(out_p4.dtype) for k, t in latent.items()}
         extras = {"mask": prep["mask"]}
         if prep["frame"] is not None:  # rest-frame output and target, for rest-frame losses and scores
             extras["rest"] = (y, prep["x"], prep["frame"].scale.to(y.dtype))  # jet mass (or energy)
+        if not lab:
+            return ModelOutput(p4=None, latent={}, extras=extras)
+        out_p4 = self._to_lab(y, prep).to(self.dtype)
+        latent = self._latent_public(ls, lv, prep)
+        latent = {k: t.to(out_p4.dtype) for k, t in latent.items()}
         return ModelOutput(p4=out_p4, latent=latent, extras=extras)
 
     def _loss_inputs(
@@ -508,7 +515,7 @@ class LGAE(JetAutoencoder):
         if mask is None:
             mask = torch.ones(p4.shape[:-1], dtype=torch.bool, device=p4.device)
         mask = mask.bool()
-        dt = out.p4.dtype
+        dt = self.dtype
         if frame == "rest":
             if "rest" not in out.extras:
                 raise ValueError("rest-frame losses need the canonical frame (frame=True, faithful=False)")
@@ -539,8 +546,8 @@ class LGAE(JetAutoencoder):
         return _matched_sq_dist(rec, tgt, mask)
 
     def loss_per_jet(self, p4: Tensor, mask: Tensor | None = None, out: ModelOutput | None = None) -> Tensor:
-        if out is None:
-            out = self(p4, mask)
+        if out is None:  # a rest-frame loss needs no lab-frame outputs
+            out = self._forward(p4, mask, lab=self.loss_frame != "rest" or not self.use_frame)
         rec, tgt, mask = self._loss_inputs(p4, mask, out)
         return self._distance(self.loss_kind, rec, tgt, mask)
 

@@ -36,7 +36,10 @@ def psi(z: Tensor) -> Tensor:
     if z.is_complex():
         a = z.abs()
         return z * (torch.log1p(a) / torch.where(a > 0, a, torch.ones_like(a)))
-    return torch.sign(z) * torch.log1p(z.abs())
+    if torch.jit.is_tracing():  # ONNX has no copysign
+        return torch.sign(z) * torch.log1p(z.abs())
+    # copysign(log1p|z|, z) == sign(z) log1p|z| (same values and gradient, z = 0 included), one kernel fewer
+    return torch.copysign(torch.log1p(z.abs()), z)
 
 
 def _norm3(x: Tensor) -> Tensor:
@@ -126,6 +129,16 @@ def _det_sign(A: Tensor) -> Tensor:
     gamma^2`` (``~1e-7`` at rapidity 10 in float64), far from flipping the sign, where a cofactor expansion
     (terms ``~gamma^4``) errs by ``~0.2`` at rapidity 10 and flips signs beyond.
     """
+    if not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+        # eager: LAPACK's LU (getrf, the same partial pivoting) in one call instead of ~70 small ops; NaN
+        # determinants compare False, so they give +1 as below
+        one = torch.ones((), dtype=A.dtype, device=A.device)
+        return torch.where(torch.linalg.det(A) < 0, -one, one)
+    return _det_sign_unrolled(A)
+
+
+def _det_sign_unrolled(A: Tensor) -> Tensor:
+    """:func:`_det_sign` by elimination unrolled into traceable tensor operations (tracing and export)."""
     B, n, _ = A.shape
     neg = torch.zeros(B, dtype=torch.bool, device=A.device)  # odd number of sign changes so far
     zero = torch.zeros(B, dtype=torch.bool, device=A.device)
@@ -259,17 +272,17 @@ def canonical_frame(
     ok_cand = torch.cat([mask, torch.ones(B, 4, dtype=torch.bool, device=dev)], 1)
     norm2 = torch.cat([P.flatten(1)[:, :: N + 1], eta.expand(B, 4)], 1)  # <c, c> of each candidate: diag(Q)
 
+    not_data = ~(ok_cand & ~is_axis)  # candidates that cannot be data pivots / lab-axis pivots
+    not_axis = ~(ok_cand & is_axis)
+    min_res = (rel_tol * scale) ** 2
     for a in (1, 2, 3):
         X = torch.stack(xs, -1)  # (B, N+4, a)
         # spatial residual |w|^2 = sum_{b<a} x_b^2 * eta_b ... : w = c - sum_b x^b e_b, <w,w> = <c,c> - sum_b
         # eta_b x_b^2
-        res = -(norm2 - (X**2 * eta[:a]).sum(-1))  # >= 0 for the spatial residual
-        res = torch.where(ok_cand, res, torch.full_like(res, -1.0))
-        data_res = torch.where(is_axis, torch.full_like(res, -1.0), res)
-        best_data, i_data = data_res.max(1)
-        axis_res = torch.where(is_axis, res, torch.full_like(res, -1.0))
-        _, i_axis = axis_res.max(1)
-        use_data = best_data > (rel_tol * scale) ** 2
+        res = (X**2 * eta[:a]).sum(-1) - norm2  # >= 0 for the spatial residual
+        best_data, i_data = res.masked_fill(not_data, -1.0).max(1)
+        _, i_axis = res.masked_fill(not_axis, -1.0).max(1)
+        use_data = best_data > min_res
         piv = torch.where(use_data, i_data, i_axis)
         r2 = res.gather(1, piv[:, None])[:, 0].clamp_min(torch.finfo(dt).tiny)
         r = torch.sqrt(r2)

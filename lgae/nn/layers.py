@@ -48,9 +48,13 @@ _ETA = (1.0, -1.0, -1.0, -1.0)
 def minkowski(x: Tensor, y: Tensor) -> Tensor:
     """Bilinear Minkowski product over the last axis (no conjugation for complex inputs).
 
-    Computed as ``(x * y) @ eta``: two kernels instead of a product and three strided subtractions."""
+    Computed as ``(x * y) @ eta``: two kernels instead of a product and three strided subtractions (a
+    matrix-vector product on the 2-d view: ``matmul`` of the broadcast shape would copy its operand)."""
     p = x * y
-    return p @ torch.tensor(_ETA, dtype=p.dtype, device=p.device)
+    eta = torch.tensor(_ETA, dtype=p.dtype, device=p.device)
+    if p.is_contiguous():
+        return torch.mv(p.view(-1, 4), eta).view(p.shape[:-1])
+    return p @ eta
 
 
 def fast_to_general(s: Tensor, v: Tensor) -> dict:

@@ -23,9 +23,13 @@ def _valid(mask: Tensor | None, x: Tensor) -> Tensor:
 def pairwise_sq_dist(x: Tensor, y: Tensor) -> Tensor:
     """Squared Euclidean distances ``(B, N, M)`` between ``x (B, N, F)`` and ``y (B, M, F)``.
 
-    Computed from differences (not ``|x|^2 + |y|^2 - 2xy``) so that small distances are exact.
+    Computed from differences (not ``|x|^2 + |y|^2 - 2xy``) so that small distances keep their relative
+    precision; ``cdist``'s difference mode does it without a ``(B, N, M, F)`` temporary (its gradient at a
+    zero distance is zero, as that of the squared distance).
     """
-    return (x[:, :, None, :] - y[:, None, :, :]).pow(2).sum(-1)
+    if x.is_complex() or y.is_complex():
+        return (x[:, :, None, :] - y[:, None, :, :]).pow(2).sum(-1)
+    return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist").square()
 
 
 def chamfer_distance(

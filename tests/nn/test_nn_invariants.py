@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from lgae.nn.invariants import _det_sign, canonical_frame, gram_matrix, particle_mass2, psi
+from lgae.nn.invariants import (
+    _det_sign,
+    _det_sign_unrolled,
+    canonical_frame,
+    gram_matrix,
+    particle_mass2,
+    psi,
+)
 from lgae.so31 import apply_lorentz, lorentz_matrix, random_lorentz, stable_dot
 
 ETA = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=torch.float64)
@@ -111,8 +118,9 @@ def test_frame_components_are_invariants(jets):
         assert err.median() < 1e-12 and err.max() < 1e-9
 
 
+@pytest.mark.parametrize("det_sign", [_det_sign, _det_sign_unrolled], ids=["eager", "unrolled"])
 @pytest.mark.parametrize("rapidity", [1.0, 10.0, 14.0])
-def test_det_sign_of_boosted_frames(rapidity):
+def test_det_sign_of_boosted_frames(rapidity, det_sign):
     # the frame's orientation test (LU sign, export-friendly) on Lorentz matrices with entries up to
     # cosh(14) ~ 6e5, rows permuted and reflected: exact, where a cofactor expansion (terms ~gamma^4) errs by
     # ~0.2 at rapidity 10 and gets ~8% of the signs wrong at rapidity 14
@@ -126,17 +134,20 @@ def test_det_sign_of_boosted_frames(rapidity):
     A = L.gather(1, perm[..., None].expand(-1, -1, 4)) * flip
     inversions = sum((perm[:, i] > perm[:, j]).long() for i in range(4) for j in range(i + 1, 4))
     want = torch.where((inversions % 2 == 1) ^ reflect, -1.0, 1.0).double()  # det L = +1
-    assert torch.equal(_det_sign(A), want)
-    assert torch.equal(_det_sign(A), torch.where(torch.linalg.det(A) < 0, -1.0, 1.0).double())
+    assert torch.equal(det_sign(A), want)
+    assert torch.equal(det_sign(A), torch.where(torch.linalg.det(A) < 0, -1.0, 1.0).double())
 
 
-def test_det_sign_of_general_and_singular_matrices():
+@pytest.mark.parametrize("det_sign", [_det_sign, _det_sign_unrolled], ids=["eager", "unrolled"])
+def test_det_sign_of_general_and_singular_matrices(det_sign):
     A = torch.randn(5000, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(_det_sign(A), torch.where(torch.linalg.det(A) < 0, -1.0, 1.0).double())
+    assert torch.equal(det_sign(A), torch.where(torch.linalg.det(A) < 0, -1.0, 1.0).double())
     S = torch.zeros(3, 4, 4, dtype=torch.float64)
     S[1, 0, 0] = -1.0  # rank one
     S[2] = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 0.0], dtype=torch.float64))
-    assert torch.equal(_det_sign(S), torch.ones(3, dtype=torch.float64))  # det 0 is not negative
+    assert torch.equal(det_sign(S), torch.ones(3, dtype=torch.float64))  # det 0 is not negative
+    nan = torch.full((2, 4, 4), float("nan"), dtype=torch.float64)
+    assert torch.equal(det_sign(nan), torch.ones(2, dtype=torch.float64))
 
 
 def test_frame_matches_across_batch_sizes(jets):
