@@ -347,6 +347,8 @@ class LGAE(JetAutoencoder):
         levels only."""
         edges = shared_radial_filters(levels, edge)
         if self.fast:
+            if node_mask is not None:  # one float mask for every level
+                node_mask = node_mask.to(s.real.dtype)
             for lvl, e in zip(levels, edges):
                 s, v = lvl.forward_fast(s, v, e, node_mask)
             return s, v
@@ -402,7 +404,7 @@ class LGAE(JetAutoencoder):
         else:
             pj = (prep["P"].sum(-1)).to(x.dtype)  # <p_i, P_jet> from the stable Gram matrix
             mj2 = pj.sum(-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-            s_in = torch.stack([psi(m2), psi(2.0 * pj), pj / mj2], 0) * fm
+            s_in = torch.cat([psi(torch.stack([m2, 2.0 * pj])), (pj / mj2)[None]], 0) * fm
             # no edge mask: padded node features are zero at every level; the levels drop the self-edges
             edge = EdgeData(pos=x, phi=self.enc_basis(psi(d2)[None]))
         s = self.enc_in.mix_cm(SCALAR, s_in)  # channel-major (tau, B, N)
@@ -429,7 +431,8 @@ class LGAE(JetAutoencoder):
         else:
             feats = [ls]
             if self.latent_gram:
-                G = minkowski(lv[:, :, None, :], lv[:, None, :, :])
+                eta = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=lv.dtype, device=lv.device)
+                G = (lv * eta) @ lv.transpose(1, 2)  # <L_a, L_b> (B, n_v, n_v)
                 iu = torch.triu_indices(lv.shape[1], lv.shape[1], device=lv.device)
                 feats.append(psi(G[:, iu[0], iu[1]]))
             f = torch.cat(feats, -1)
@@ -551,11 +554,13 @@ class LGAE(JetAutoencoder):
         rec, tgt, mask = self._loss_inputs(p4, mask, out)
         return self._distance(self.loss_kind, rec, tgt, mask)
 
-    @torch.no_grad()
     def anomaly_score(self, p4: Tensor, mask: Tensor | None = None) -> Tensor:
         """The default score (the training loss per jet) without computing the alternatives of
-        :meth:`scores`."""
-        return self.loss_per_jet(p4, mask)
+        :meth:`scores`. Runs in ``torch.inference_mode`` (no autograd bookkeeping at all) except while
+        tracing for export, which records through ``no_grad``."""
+        ctx = torch.no_grad() if torch.jit.is_tracing() else torch.inference_mode()
+        with ctx:
+            return self.loss_per_jet(p4, mask)
 
     def scores(self, p4: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         """Anomaly scores per jet (higher = more anomalous).

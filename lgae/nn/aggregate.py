@@ -75,15 +75,18 @@ class SoftMinMax(nn.Module):
 
     @staticmethod
     def _softsel(values: Tensor, keys: Tensor, t: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``values (B, N, C, ...)``, ``keys (B, N, C)`` -> softmax(+k/T)- and softmax(-k/T)-weighted sums."""
+        """``values (B, N, C, ...)``, ``keys (B, N, C)`` -> softmax(+k/T)- and softmax(-k/T)-weighted sums.
+
+        Both selections in one softmax over ``(+k, -k)`` stacked in front; padded slots get the most
+        negative logit and a zero weight (a jet with no valid slot gives zeros)."""
         neg = torch.finfo(keys.dtype).min
         m = mask[:, :, None]
         k = keys / t
-        wmax = torch.softmax(torch.where(m, k, torch.full_like(k, neg)), dim=1) * m
-        wmin = torch.softmax(torch.where(m, -k, torch.full_like(k, neg)), dim=1) * m
-        extra = values.dim() - 3
-        shape = wmax.shape + (1,) * extra
-        return (wmax.view(shape) * values).sum(1), (wmin.view(shape) * values).sum(1)
+        logits = torch.stack([k, -k]).masked_fill(~m, neg)  # (2, B, N, C)
+        w = torch.softmax(logits, dim=2) * m
+        w = w.view(w.shape + (1,) * (values.dim() - 3))
+        sel = (w * values).sum(2)  # (2, B, C, ...)
+        return sel[0], sel[1]
 
     def forward(self, s: Tensor, v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         mask = mask.bool()

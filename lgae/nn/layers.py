@@ -45,13 +45,28 @@ __all__ = [
 _ETA = (1.0, -1.0, -1.0, -1.0)
 
 
+_ETA_CACHE: dict = {}
+
+
+def _eta(dtype: torch.dtype, device) -> Tensor:
+    """The metric diagonal as a tensor, made once per dtype and device (a normal tensor even when first
+    asked for under ``inference_mode``, so that training can save it for backward)."""
+    key = (dtype, torch.device(device))
+    eta = _ETA_CACHE.get(key)
+    if eta is None:
+        with torch.inference_mode(False):
+            eta = torch.tensor(_ETA, dtype=dtype, device=device)
+        _ETA_CACHE[key] = eta
+    return eta
+
+
 def minkowski(x: Tensor, y: Tensor) -> Tensor:
     """Bilinear Minkowski product over the last axis (no conjugation for complex inputs).
 
     Computed as ``(x * y) @ eta``: two kernels instead of a product and three strided subtractions (a
     matrix-vector product on the 2-d view: ``matmul`` of the broadcast shape would copy its operand)."""
     p = x * y
-    eta = torch.tensor(_ETA, dtype=p.dtype, device=p.device)
+    eta = _eta(p.dtype, p.device)
     if p.is_contiguous():
         return torch.mv(p.view(-1, 4), eta).view(p.shape[:-1])
     return p @ eta
@@ -572,22 +587,26 @@ class LMPLevel(nn.Module):
         rho0, rho1 = rho0.to(dt), rho1.to(dt)
         tau, B, N = s.shape
         p = edge.pos.to(dt)[None]  # (1, B, N, 4)
-        vp = minkowski(v, p)  # <v_j, p_j>  (tau, B, N)
+        w = self.mix.weight(VECTOR)
+        w_A, w_Bv = self.k_sv * w[:, :tau], self.k_vs * w[:, tau : 2 * tau]
         if edge.constant:
             # one constant per channel: every message is a sum over all j (minus j = i) times it. The j = i
-            # terms of the p_i - p_j messages vanish, so only a and Bv depend on include_self.
+            # terms of the p_i - p_j messages vanish, so only a and Bv depend on include_self. The constants
+            # of the vector messages go into their mixing weights (columns), not over the messages
+            c0, c1 = rho0[:, None, None], rho1[:, None, None]
             S, V = s.sum(2, keepdim=True), v.sum(2, keepdim=True)
             SP = (s[..., None] * p).sum(2, keepdim=True)  # sum_j s_j p_j (an einsum would loop over B)
-            VP = vp.sum(2, keepdim=True)
-            c0, c1 = rho0[:, None, None], rho1[:, None, None]
+            VP = minkowski(v, p).sum(2, keepdim=True)  # sum_j <v_j, p_j>
             a = c0 * (S.expand_as(s) if edge.include_self else S - s)
-            Bv = c0[..., None] * (V.expand_as(v) if edge.include_self else V - v)
-            A = c1[..., None] * (p * S[..., None] - SP)  # sum_j rho1 s_j (p_i - p_j)
-            b = c1 * (minkowski(V, p) - VP)  # sum_j rho1 <v_j, p_i - p_j>
+            Bv = V.expand_as(v) if edge.include_self else V - v
+            A = p * S[..., None] - SP  # sum_j s_j (p_i - p_j)
+            b = (c1 * self.k_vv) * (minkowski(V, p) - VP)  # k_vv sum_j rho1 <v_j, p_i - p_j>
+            w_A, w_Bv = w_A * rho1.to(w.dtype), w_Bv * rho0.to(w.dtype)
         else:
             # all neighbour sums of a level as two batched matmuls over j, feature-major (rows: s, v, s p,
             # <v, p>) so that building the operands copies whole rows of N; rho^T is a free transposed view
             vT = v.transpose(-1, -2)
+            vp = minkowski(v, p)  # <v_j, p_j>  (tau, B, N)
             f = torch.cat([s[:, :, None], vT, s[:, :, None] * p.transpose(-1, -2), vp[:, :, None]], 2)
             f = f.view(tau * B, 10, N)
             r1 = torch.bmm(f, rho1.reshape(tau * B, N, N).transpose(1, 2)).view(tau, B, 10, N)
@@ -596,17 +615,22 @@ class LMPLevel(nn.Module):
             Bv = r0[:, :, 1:5].transpose(-1, -2)
             A = p * r1[:, :, 0, :, None] - r1[:, :, 5:9].transpose(-1, -2)  # sum_j rho1 s_j (p_i - p_j)
             b = minkowski(r1[:, :, 1:5].transpose(-1, -2), p) - r1[:, :, 9]  # sum_j rho1 <v_j, p_i - p_j>
-        # self products; s v appears in both orderings, so its two weight blocks are merged. The CG constants
-        # of the vector blocks go into the weights; the mix of the vector blocks is a sum of matrix products
-        # (no concatenated copy of the largest operand)
-        sq = self._sq
-        a, b = a * self.k_ss, b * self.k_vv
-        scal = torch.cat([sq(a), sq(b), s, sq(s * s * self.k_ss), sq(minkowski(v, v) * self.k_vv)], 0)
-        s_out = self.mix.mix_cm(SCALAR, scal)
-        w = self.mix.weight(VECTOR)
+            b = b * self.k_vv
+        # scalars: the product-made blocks (messages a, b and the self products s s, <v, v>, with their CG
+        # constants) are squashed together; the mixing columns follow the weight layout [a, b, s, s s, <v, v>]
+        ss = s * s if self.k_ss == 1.0 else s * s * self.k_ss
+        prod = torch.cat([a if self.k_ss == 1.0 else a * self.k_ss, b, ss, minkowski(v, v) * self.k_vv], 0)
+        ws = self.mix.weight(SCALAR)
+        ws = torch.cat([ws[:, : 2 * tau], ws[:, 3 * tau :], ws[:, 2 * tau : 3 * tau]], 1)
+        scal = torch.cat([self._sq(prod), s], 0)
+        if ws.is_complex() != scal.is_complex():
+            scal = scal.to(ws.dtype)
+        s_out = (ws.to(scal.dtype) @ scal.reshape(5 * tau, -1)).view(-1, B, N)
+        # vectors: s v appears in both orderings, so its two weight blocks are merged; the mix is a sum of
+        # matrix products (no concatenated copy of the largest operand)
         blocks = [
-            (self.k_sv * w[:, :tau], A),
-            (self.k_vs * w[:, tau : 2 * tau], Bv),
+            (w_A, A),
+            (w_Bv, Bv),
             (w[:, 2 * tau : 3 * tau], v),
             (self.k_sv * w[:, 3 * tau : 4 * tau] + self.k_vs * w[:, 4 * tau :], s[..., None] * v),
         ]
@@ -619,7 +643,7 @@ class LMPLevel(nn.Module):
         v_out = v_out.view(-1, B, N, 4)
         s_out = self._scalar_mlp_cm(s_out)
         if self.mask_nodes and node_mask is not None:
-            m = node_mask.to(s_out.real.dtype)
+            m = node_mask if node_mask.dtype == s_out.real.dtype else node_mask.to(s_out.real.dtype)
             s_out = s_out * m
             v_out = v_out * m[..., None]
         return s_out, v_out
