@@ -442,8 +442,10 @@ class LGAE(JetAutoencoder):
             s = torch.einsum("ncf,bf->cbn", self.dec_s0[..., : f.shape[-1]], f) + self.dec_s0_bias.T[:, None]
             if self.complex_weights:
                 s = s.to(lv.dtype)
-            v = torch.einsum("ncl,blk->cbnk", self._cw(self.dec_v0).to(lv.dtype), lv)
-            pos = torch.einsum("nl,blk->bnk", self._cw(self.dec_pos).to(lv.dtype), lv)
+            # contiguous: every level's products with pos and v would otherwise inherit einsum's permuted
+            # strides (and copy them in each matrix product)
+            v = torch.einsum("ncl,blk->cbnk", self._cw(self.dec_v0).to(lv.dtype), lv).contiguous()
+            pos = torch.einsum("nl,blk->bnk", self._cw(self.dec_pos).to(lv.dtype), lv).contiguous()
             if self.decoder_edges == "constant":
                 edge = EdgeData(pos=pos, constant=True)
             else:

@@ -69,7 +69,7 @@ def minkowski(x: Tensor, y: Tensor) -> Tensor:
     eta = _eta(p.dtype, p.device)
     if p.is_contiguous():
         return torch.mv(p.view(-1, 4), eta).view(p.shape[:-1])
-    return p @ eta
+    return (p * eta).sum(-1)  # strided (broadcast) product: no copy
 
 
 def fast_to_general(s: Tensor, v: Tensor) -> dict:
