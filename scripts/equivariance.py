@@ -16,8 +16,8 @@ per-jet absolute deviation divided by the sample's median ``max |f(p)|``), which
 the relative error of a latent scalar that happens to be near zero for one jet.
 
 Inputs: ``--data FILE.root`` (weaver branches; default: ``--n-jets`` QCD jets generated with Pythia 8 into
-``--data`` when it does not exist), massless-ified (``E = |p|``, as the LGAE paper did) so that the inputs carry
-their invariants exactly; momenta are not rescaled (the model scales them itself).
+``--data`` when it does not exist), massless-ified (``E = |p|``, as the LGAE paper did) so that the inputs
+carry their invariants exactly; momenta are not rescaled (the model scales them itself).
 
 Example::
 
@@ -110,9 +110,9 @@ def run(args) -> dict:
             t0 = time.perf_counter()
             if steps:
                 _train_steps(model, p[: args.train_jets], mask[: args.train_jets], steps)
-            if mode == "train":
+            if mode == "train":  # a plain callable keeps the train mode (lgae.testing evaluates modules)
                 model.train()
-                fn, kw = (lambda x, m: model(x, m)), {"dtype": getattr(torch, dtype)}
+                fn, kw = model.forward, {"dtype": getattr(torch, dtype)}
             else:
                 fn, kw = model, {}
             report = measure(fn, p, mask, max_rapidity=rap, n_transforms=args.transforms, seed=1, **kw)
