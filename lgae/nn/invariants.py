@@ -103,7 +103,8 @@ def gram_matrix(
     pa = _norm3(p4[..., 1:])
     unit = p4[..., 1:] / torch.where(pa > 0, pa, torch.ones_like(pa))[..., None]
     dist = torch.cdist(unit, unit, compute_mode="donot_use_mm_for_euclid_dist")
-    P = 0.5 * dist * dist * (pa[:, :, None] * pa[:, None, :])
+    half = 0.5 * pa  # scaling by 1/2 is exact: the same values as 0.5 * dist^2 * |p_i||p_j|
+    P = dist.square() * (half[:, :, None] * pa[:, None, :])
     if bool((m2 != 0).any()):
         num = torch.stack([m2, pa * pa], -1) @ torch.stack([e * e, m2], -1).transpose(
             1, 2
@@ -113,10 +114,8 @@ def gram_matrix(
         P = 0.5 * (P + P.transpose(1, 2))
     n = P.shape[-1]
     eye = torch.eye(n, dtype=torch.bool, device=P.device)
-    P = torch.where(eye, m2[:, :, None].expand_as(P), P)
-    if mask is not None:
-        P = P * m[:, :, None] * m[:, None, :]
-    return P, m2
+    # padded rows and columns are already zero: their momenta and masses were zeroed above
+    return torch.where(eye, m2[:, :, None].expand_as(P), P), m2
 
 
 def _det_sign(A: Tensor) -> Tensor:
