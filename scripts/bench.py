@@ -6,15 +6,18 @@ For each model of ``lgae.models.available_models()`` at its default config (``n_
 
 * train step = ``zero_grad; loss(p4, mask).backward(); Adam.step()``; inference = ``anomaly_score(p4, mask)``;
   jets/s from the median step time over ``--steps`` timed steps after ``--warmup`` untimed ones;
-* peak memory: on CPU the peak resident-set growth over the warm-up and timed steps after returning freed heap
-  memory to the OS (psutil, sampled every 2 ms; includes the autograd graph and temporaries), on CUDA the
-  growth of ``torch.cuda.max_memory_allocated``;
+* peak memory: on CPU the peak resident-set growth over up to 5 further steps after returning freed heap
+  memory to the OS (psutil, sampled every 2 ms; includes the autograd graph and temporaries; measured after
+  the timed steps so that the sampler does not slow them), on CUDA the growth of
+  ``torch.cuda.max_memory_allocated`` over the warm-up and timed steps;
 * for the LGAE (``--flops-model``) the FLOPs of one train step counted by
   ``torch.utils.flop_counter.FlopCounterMode`` (matmul-like ops only) against the machine's measured peak (a
   large square matmul in the same dtype and threads).
 
 CPU runs use ``torch.set_num_threads`` for each value of ``--threads`` (default 2, as the speed targets; add 1
-for single-thread numbers). CUDA runs happen when a GPU is present (``--device auto``).
+for single-thread numbers). CUDA runs happen when a GPU is present (``--device auto``). The process reuses
+freed heap memory as the ``lgae`` command line does (:func:`lgae.allocator.tune_allocator`); ``--malloc
+default`` measures with glibc's defaults instead (a fresh ``mmap`` and page faults for every large temporary).
 
 Two more suites (``--suite``): ``reader`` times :func:`lgae.data.load_jets` on a local ROOT file (jets
 converted per second and per CPU-second; see ``scripts/bench_data.py``), ``stream`` measures the peak memory
@@ -184,9 +187,12 @@ def bench_model(
             times = _time_steps(fn, steps, warmup, device)
             mem = (torch.cuda.max_memory_allocated() - base) / 2**20
         else:
+            # speed first, without the sampler thread (its wake-ups every 2 ms take a core's share from a
+            # 2-thread run); then the memory of a few more steps, after returning freed memory to the OS
+            times = _time_steps(fn, steps, warmup, device)
             _release_memory()
             with _RSSSampler() as s:
-                times = _time_steps(fn, steps, warmup, device)
+                _time_steps(fn, min(steps, 5), 0, device)
             mem = s.mb
         med = statistics.median(times)
         row[f"{kind}_ms"] = 1e3 * med
