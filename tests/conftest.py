@@ -1,6 +1,8 @@
 """Shared pytest fixtures. Keep this minimal: every test directory inherits it."""
 
+import importlib.util
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,3 +43,17 @@ def generated_jets(tmp_path_factory):
         proc: generate_jets(proc, n, seed=11 + i, out=root / f"{proc}.root", workers=1, progress=False)
         for i, (proc, n) in enumerate(sizes.items())
     }
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("bench")``: the module ``scripts/bench.py`` (scripts are not a package)."""
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"lgae_script_{name}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

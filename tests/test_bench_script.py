@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("lgae_bench", ROOT / "scripts" / "bench.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_bench_models_and_reader_write_json(tmp_path):
-    bench = _bench_module()
+def test_bench_models_and_reader_write_json(tmp_path, load_script):
+    bench = load_script("bench")
     threads = torch.get_num_threads()
     out = tmp_path / "bench.json"
     try:

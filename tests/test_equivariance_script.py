@@ -3,22 +3,11 @@ issue's bounds."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("lgae_equivariance", ROOT / "scripts" / "equivariance.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_equivariance_script_generates_jets_and_writes_json(tmp_path):
-    script = _module()
+def test_equivariance_script_generates_jets_and_writes_json(tmp_path, load_script):
+    script = load_script("equivariance")
     out = tmp_path / "eq.json"
     data = tmp_path / "qcd.root"
     rc = script.main(
