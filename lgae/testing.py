@@ -32,7 +32,14 @@ from torch import Tensor
 
 from lgae.so31 import apply_lorentz, lorentz_matrix, random_lorentz
 
-__all__ = ["equivariance_error", "assert_equivariant", "assert_invariant", "EquivarianceReport", "measure"]
+__all__ = [
+    "equivariance_error",
+    "assert_equivariant",
+    "assert_invariant",
+    "EquivarianceReport",
+    "measure",
+    "adam_steps",
+]
 
 _KINDS = ("vector", "scalar", "skip")
 DEFAULT_TOL = 1e-8
@@ -382,3 +389,14 @@ def assert_invariant(
     """
     kwargs.setdefault("kinds", "scalar")
     return assert_equivariant(model, p4, mask, tol=tol, **kwargs)
+
+
+def adam_steps(model, p4: Tensor, mask: Tensor | None = None, steps: int = 3, lr: float = 1e-2):
+    """Take ``steps`` Adam steps on ``model.loss(p4, mask)`` (train mode, left on): symmetry checks of trained
+    rather than freshly initialised weights."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        model.loss(p4, mask).backward()
+        opt.step()

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lgae.allocator import tune_allocator  # noqa: E402
 from lgae.models import build_model  # noqa: E402
-from lgae.testing import measure  # noqa: E402
+from lgae.testing import adam_steps, measure  # noqa: E402
 from lgae.train.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,15 +85,6 @@ def _summary(report) -> dict:
     return out
 
 
-def _train_steps(model, p, mask, steps: int, lr: float = 1e-2):
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        model.loss(p, mask).backward()
-        opt.step()
-
-
 def run(args) -> dict:
     p, mask = load_massless_jets(Path(args.data), args.n_jets, args.seed)
     print(f"{len(p)} massless-ified jets from {args.data}", flush=True)
@@ -109,7 +100,7 @@ def run(args) -> dict:
             model = _model(name, dtype, seed=0)
             t0 = time.perf_counter()
             if steps:
-                _train_steps(model, p[: args.train_jets], mask[: args.train_jets], steps)
+                adam_steps(model, p[: args.train_jets], mask[: args.train_jets], steps)
             if mode == "train":  # a plain callable keeps the train mode (lgae.testing evaluates modules)
                 model.train()
                 fn, kw = model.forward, {"dtype": getattr(torch, dtype)}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lgae.models import build_model, model_config_keys
-from lgae.testing import equivariance_error
+from lgae.testing import adam_steps, equivariance_error
 
 N = 30
 
@@ -47,15 +47,6 @@ def _check(per_jet, median_tol, worst_tol):
         assert worst <= worst_tol, f"{name}: worst jet relative error {worst:.2e} > {worst_tol:.0e}"
 
 
-def _train_steps(model, p, mask, steps=3, lr=1e-2):
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        model.loss(p, mask).backward()
-        opt.step()
-
-
 CONFIGS = {
     "mix": dict(aggregation="mix", tau_vectors=2),
     "minmax": dict(aggregation="minmax", tau_vectors=8),
@@ -70,7 +61,7 @@ def test_equivariance_float64_rapidity10_eval_train_and_after_steps(name):
     _, per = equivariance_error(model, p, mask, max_rapidity=10.0, n_transforms=2, seed=0, per_jet=True)
     _check(per, 1e-6, 1e-5)
     # train mode (lgae.testing switches modules to eval; a plain callable keeps the mode), after a few steps
-    _train_steps(model, p[:64], mask[:64])
+    adam_steps(model, p[:64], mask[:64])
     model.train()
     _, per = equivariance_error(
         lambda x, m: model(x, m),
@@ -282,7 +273,7 @@ def test_equivariance_float64_1000_jets(name):
     p, mask = synthetic_jets(1000, seed=11)
     _, per = equivariance_error(model, p, mask, max_rapidity=10.0, n_transforms=4, per_jet=True)
     _check(per, 1e-6, 1e-5)
-    _train_steps(model, p[:256], mask[:256], steps=5)
+    adam_steps(model, p[:256], mask[:256], steps=5)
     model.train()
     _, per = equivariance_error(
         lambda x, m: model(x, m),
