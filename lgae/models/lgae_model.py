@@ -39,6 +39,7 @@ from lgae.nn.layers import (
     RadialBasis,
     fast_to_general,
     general_to_fast,
+    metric_diagonal,
     minkowski,
     shared_radial_filters,
 )
@@ -431,8 +432,7 @@ class LGAE(JetAutoencoder):
         else:
             feats = [ls]
             if self.latent_gram:
-                eta = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=lv.dtype, device=lv.device)
-                G = (lv * eta) @ lv.transpose(1, 2)  # <L_a, L_b> (B, n_v, n_v)
+                G = (lv * metric_diagonal(lv.dtype, lv.device)) @ lv.transpose(1, 2)  # <L_a, L_b>
                 iu = torch.triu_indices(lv.shape[1], lv.shape[1], device=lv.device)
                 feats.append(psi(G[:, iu[0], iu[1]]))
             f = torch.cat(feats, -1)

@@ -38,6 +38,7 @@ __all__ = [
     "EquivariantLinear",
     "fast_to_general",
     "general_to_fast",
+    "metric_diagonal",
     "minkowski",
     "shared_radial_filters",
 ]
@@ -48,7 +49,7 @@ _ETA = (1.0, -1.0, -1.0, -1.0)
 _ETA_CACHE: dict = {}
 
 
-def _eta(dtype: torch.dtype, device) -> Tensor:
+def metric_diagonal(dtype: torch.dtype, device) -> Tensor:
     """The metric diagonal as a tensor, made once per dtype and device (a normal tensor even when first
     asked for under ``inference_mode``, so that training can save it for backward)."""
     key = (dtype, torch.device(device))
@@ -66,7 +67,7 @@ def minkowski(x: Tensor, y: Tensor) -> Tensor:
     Computed as ``(x * y) @ eta``: two kernels instead of a product and three strided subtractions (a
     matrix-vector product on the 2-d view: ``matmul`` of the broadcast shape would copy its operand)."""
     p = x * y
-    eta = _eta(p.dtype, p.device)
+    eta = metric_diagonal(p.dtype, p.device)
     if p.is_contiguous():
         return torch.mv(p.view(-1, 4), eta).view(p.shape[:-1])
     return (p * eta).sum(-1)  # strided (broadcast) product: no copy
