@@ -407,7 +407,8 @@ class LGAE(JetAutoencoder):
             mj2 = pj.sum(-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
             s_in = torch.cat([psi(torch.stack([m2, 2.0 * pj])), (pj / mj2)[None]], 0) * fm
             # no edge mask: padded node features are zero at every level; the levels drop the self-edges
-            edge = EdgeData(pos=x, phi=self.enc_basis(psi(d2)[None]))
+            u = psi(d2)[None]
+            edge = EdgeData(pos=x, phi=self.enc_basis(u), phi_self=self.enc_basis(u.diagonal(0, -2, -1)))
         s = self.enc_in.mix_cm(SCALAR, s_in)  # channel-major (tau, B, N)
         v = self.enc_in.mix_cm(VECTOR, x[None])  # (tau, B, N, 4)
         s, v = self._levels(self.encoder, s, v, edge, mask)
@@ -452,9 +453,10 @@ class LGAE(JetAutoencoder):
                 pij = pos[:, :, None] - pos[:, None, :]
                 d2 = minkowski(pij, pij)
                 u = torch.stack([psi(d2.real), psi(d2.imag)], 0) if d2.is_complex() else psi(d2)[None]
+                u = u.to(self.dtype)  # all slots real, no self-edges
                 edge = EdgeData(
-                    pos=pos, phi=self.dec_basis(u.to(self.dtype))
-                )  # all slots real, no self-edges
+                    pos=pos, phi=self.dec_basis(u), phi_self=self.dec_basis(u.diagonal(0, -2, -1))
+                )
         s, v = self._levels(self.decoder, s, v, edge, None)
         if not self.faithful:
             v = torch.cat([v, pos[None].to(v.dtype)], 0)

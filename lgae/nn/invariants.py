@@ -43,8 +43,9 @@ def psi(z: Tensor) -> Tensor:
 
 
 def _norm3(x: Tensor) -> Tensor:
-    sq = (x * x).sum(-1)
-    return torch.sqrt(sq)
+    sq = x * x
+    # two additions of strided slices: a reduction over a last axis of 3 runs ~10x slower on CPU
+    return torch.sqrt(sq[..., 0] + sq[..., 1] + sq[..., 2])
 
 
 def particle_mass2(
@@ -106,10 +107,10 @@ def gram_matrix(
     half = 0.5 * pa  # scaling by 1/2 is exact: the same values as 0.5 * dist^2 * |p_i||p_j|
     P = dist.square() * (half[:, :, None] * pa[:, None, :])
     if bool((m2 != 0).any()):
-        num = torch.stack([m2, pa * pa], -1) @ torch.stack([e * e, m2], -1).transpose(
-            1, 2
-        )  # m_i^2 E_j^2 + |p_i|^2 m_j^2
-        den = torch.stack([e, pa], -1) @ torch.stack([e, pa], -1).transpose(1, 2)  # E_i E_j + |p_i||p_j|
+        # rank-2 outer products; the factors stacked along dim 1 (a last-axis stack of pairs is slow on CPU)
+        num = torch.stack([m2, pa * pa], 1).transpose(1, 2) @ torch.stack([e * e, m2], 1)  # m_i^2 E_j^2 + ...
+        ep = torch.stack([e, pa], 1)
+        den = ep.transpose(1, 2) @ ep  # E_i E_j + |p_i||p_j|
         P = P + num / torch.where(den > 0, den, torch.ones_like(den))
         P = 0.5 * (P + P.transpose(1, 2))
     n = P.shape[-1]
@@ -242,9 +243,9 @@ def canonical_frame(
     dev = p.device
     eta = torch.tensor(_ETA, dtype=dt, device=dev)
     # Built from gathers, masks and concatenations, without in-place or advanced-index writes, so that it
-    # traces and exports to ONNX (same values as writing into preallocated tensors).
-    # candidates: the N inputs, then the 4 lab axes; extended Gram Q (B, N+4, N+4)
-    axes = torch.eye(4, dtype=dt, device=dev)
+    # traces and exports to ONNX (same values as writing into preallocated tensors). Per-frame-vector rows
+    # (B, N+4) are stacked along dim 1: a last-axis stack of small rows costs ~10x more.
+    # candidates: the N inputs, then the 4 lab axes; extended Gram Q (B, N+4, N+4), symmetric
     pa = p * eta * fm[..., None]  # <p_i, axis_mu> = eta_mu p_i^mu
     Q = torch.cat(
         [torch.cat([P, pa], 2), torch.cat([pa.transpose(1, 2), torch.diag(eta).expand(B, 4, 4)], 2)], 1
@@ -265,40 +266,42 @@ def canonical_frame(
         ],
         1,
     )
-    cs = [c0]  # frame coefficients over the candidates, (B, N+4) per frame vector
-    xs = [(Q @ c0[..., None])[..., 0]]  # frame components of every candidate (eta_00 = +1)
+    # frame components of every candidate along e0 (eta_00 = +1): <c_i, P_jet> / M, or <c_i, axis_0>
+    x0 = torch.where(ok0[:, None], Q[:, :, :N].sum(-1) / M[:, None], Q[:, :, N])
+    cs, xs = [c0], [x0]  # coefficients over the candidates and candidate components, (B, N+4) per vector
     scale = torch.where(ok0, M, Etot.clamp_min(torch.finfo(dt).tiny))
     ok_cand = torch.cat([mask, torch.ones(B, 4, dtype=torch.bool, device=dev)], 1)
     norm2 = torch.cat([P.flatten(1)[:, :: N + 1], eta.expand(B, 4)], 1)  # <c, c> of each candidate: diag(Q)
+    # spatial residual of each candidate outside span(e_0..e_{a-1}): |w|^2 = sum_b eta_b x_b^2 - <c, c> >= 0
+    res = x0 * x0 - norm2
 
     not_data = ~(ok_cand & ~is_axis)  # candidates that cannot be data pivots / lab-axis pivots
     not_axis = ~(ok_cand & is_axis)
     min_res = (rel_tol * scale) ** 2
     for a in (1, 2, 3):
-        X = torch.stack(xs, -1)  # (B, N+4, a)
-        # spatial residual |w|^2 = sum_{b<a} x_b^2 * eta_b ... : w = c - sum_b x^b e_b, <w,w> = <c,c> - sum_b
-        # eta_b x_b^2
-        res = (X**2 * eta[:a]).sum(-1) - norm2  # >= 0 for the spatial residual
         best_data, i_data = res.masked_fill(not_data, -1.0).max(1)
         _, i_axis = res.masked_fill(not_axis, -1.0).max(1)
         use_data = best_data > min_res
-        piv = torch.where(use_data, i_data, i_axis)
-        r2 = res.gather(1, piv[:, None])[:, 0].clamp_min(torch.finfo(dt).tiny)
-        r = torch.sqrt(r2)
+        piv = torch.where(use_data, i_data, i_axis)[:, None]  # (B, 1)
+        r = torch.sqrt(res.gather(1, piv).clamp_min(torch.finfo(dt).tiny))  # (B, 1)
         # w = candidate_piv - sum_{b<a} x_piv^b e_b ; e_a = w / r
-        x_piv = X.gather(1, piv[:, None, None].expand(B, 1, a))[:, 0]  # (B, a)
-        ca = -(x_piv[..., None] * torch.stack(cs, 1)).sum(1)
-        ca = torch.where(cand_idx == piv[:, None], ca + 1.0, ca)
-        ca = ca / r[:, None]
-        cs.append(ca)
-        xs.append(-(Q @ ca[..., None])[..., 0])  # eta_aa = -1
+        X = torch.stack(xs, 1)  # (B, a, N+4)
+        x_piv = X.gather(2, piv[:, None].expand(B, a, 1))  # (B, a, 1)
+        ca = -(x_piv * torch.stack(cs, 1)).sum(1)
+        cs.append(torch.where(cand_idx == piv, ca + 1.0, ca) / r)
+        # components along e_a (eta_aa = -1): -<c_i, w> / r, where <c_i, w> = Q_i,piv - sum_b x_piv^b
+        # <c_i, e_b> and <c_i, e_b> = eta_b x_b: no product with Q (symmetric: its row piv is its column)
+        q_piv = Q.gather(1, piv[:, :, None].expand(B, 1, N + 4))[:, 0]
+        xa = ((x_piv * eta[:a, None]) * X).sum(1).sub(q_piv).div(r)
+        xs.append(xa)
+        res = res - xa * xa
 
     C = torch.stack(cs, 1)  # (B, 4, N+4)
-    cand = torch.cat([p * fm[..., None], axes.expand(B, 4, 4)], 1)
+    cand = torch.cat([p * fm[..., None], torch.eye(4, dtype=dt, device=dev).expand(B, 4, 4)], 1)
     vectors = C @ cand  # (B, 4, 4) rows e_a in lab components
     # proper frame: det(vectors) = +1 (the sign of an LU determinant: robust up to huge boosts)
     sgn = _det_sign(vectors)
     vectors = torch.cat([vectors[:, :3], vectors[:, 3:] * sgn[:, None, None]], 1)
-    X = torch.stack(xs[:3] + [xs[3] * sgn[:, None]], -1)
-    x = X[:, :N] * fm[..., None]
+    X = torch.stack(xs[:3] + [xs[3] * sgn[:, None]], 1)[:, :, :N]  # (B, 4, N)
+    x = (X * fm[:, None]).transpose(1, 2).contiguous()
     return CanonicalFrame(x, vectors, P, m2, scale)

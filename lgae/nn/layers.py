@@ -169,6 +169,7 @@ class RadialBasis(nn.Module):
             mu = torch.cat([torch.linspace(-span, span, n_functions).repeat(n_features, 1), zero], 1)
             self.register_buffer("c", c)
             self.register_buffer("mu", mu)
+            self.width = n_functions / (2.0 * span)  # c of every bell (the buffer keeps checkpoints' layout)
             return
         if centered:
             self.a = nn.Parameter(torch.zeros(shape))
@@ -189,11 +190,20 @@ class RadialBasis(nn.Module):
         shape = (self.n_features, -1) + (1,) * (u.dim() - 1)
         u = u[:, None]  # (F, 1, ...): the innermost axes stay contiguous
         if not self.learnable:
-            z = u - self.mu.view(shape)
-            if z.requires_grad:
-                z = z * self.c.view(shape)
+            if u.requires_grad or torch.jit.is_tracing():  # out of place (autograd; export drops view writes)
+                z = (u - self.mu.view(shape)) * self.c.view(shape)
                 return (1.0 / (1.0 + z * z)).flatten(0, 1)
-            return z.mul_(self.c.view(shape)).square_().add_(1.0).reciprocal_().flatten(0, 1)
+            # without autograd, memory-bound: the bells written in three passes into the result, whose last
+            # function per feature is the constant 1 (every fixed bell has the same width c)
+            k = self.n_functions
+            phi = u.new_empty((self.n_features, k + 1) + u.shape[2:])
+            bells = phi[:, :k]
+            torch.sub(u, self.mu[:, :k].view((self.n_features, k) + (1,) * (u.dim() - 2)), out=bells)
+            one = torch.ones((), dtype=u.dtype, device=u.device)
+            torch.addcmul(one, bells, bells, value=self.width**2, out=bells)
+            bells.reciprocal_()
+            phi[:, k].fill_(1.0)
+            return phi.flatten(0, 1)
         a, b, c = self.a.view(shape), self.b.view(shape), self.c.view(shape)
         if self.centered:
             z = (u - self.mu.view(shape)) * c
@@ -233,6 +243,13 @@ class EdgeData:
     rho : Tensor, optional
         ``(n_filters, B, N, N)`` one level's radial filters already evaluated from ``phi`` (masked, divided by
         ``msg_norm``), see :func:`shared_radial_filters`.
+    phi_self : Tensor, optional
+        ``(K, B, N)`` the shared basis on the self-edges ``(i, i)`` (``phi``'s diagonal). Given with ``phi``
+        and no ``mask``, the shared filters keep their self-edges and carry their values there in
+        ``rho_self``; the fast path then subtracts the self-edge terms from its neighbour sums (a few
+        ``O(N)`` operations instead of zeroing a strided diagonal of every filter).
+    rho_self : Tensor, optional
+        ``(n_filters, B, N)`` one level's filters on the self-edges, which ``rho`` then includes.
     """
 
     pos: Tensor
@@ -243,6 +260,8 @@ class EdgeData:
     constant: bool = False
     include_self: bool = False
     rho: Tensor | None = None
+    phi_self: Tensor | None = None
+    rho_self: Tensor | None = None
 
 
 def _apply_filters(w: Tensor, bias: Tensor | None, phi: Tensor, edge: EdgeData) -> Tensor:
@@ -251,6 +270,8 @@ def _apply_filters(w: Tensor, bias: Tensor | None, phi: Tensor, edge: EdgeData) 
     flat = phi.reshape(phi.shape[0], -1)
     rho = w @ flat if bias is None else torch.addmm(bias[:, None], w, flat)
     rho = rho.view(-1, *phi.shape[1:])
+    if edge.mask is None and edge.phi_self is not None:  # self-edges kept: the consumer subtracts them
+        return rho
     if edge.mask is None:  # shared basis, padded node features zero: drop the self-edges only
         if torch.jit.is_tracing():  # the ONNX exporter drops in-place writes through a diagonal view
             rho = rho.masked_fill(torch.eye(rho.shape[-1], dtype=torch.bool, device=rho.device), 0.0)
@@ -274,13 +295,16 @@ def shared_radial_filters(levels, edge: EdgeData) -> list[EdgeData]:
         return [edge] * len(levels)
     w = torch.cat([lvl.radial.weight / lvl.msg_norm for lvl in shared], 0)
     rho = _apply_filters(w, None, edge.phi.to(w.dtype), edge)
+    keep_self = edge.mask is None and edge.phi_self is not None
+    rho_self = w @ edge.phi_self.to(w.dtype).flatten(1) if keep_self else None
     out, start = [], 0
     for lvl in levels:
         if lvl.radial_kind != "shared":
             out.append(edge)
             continue
         n = lvl.radial.weight.shape[0]
-        out.append(replace(edge, rho=rho[start : start + n]))
+        own_self = None if rho_self is None else rho_self[start : start + n].view(n, *rho.shape[1:-1])
+        out.append(replace(edge, rho=rho[start : start + n], rho_self=own_self))
         start += n
     return out
 
@@ -474,9 +498,10 @@ class LMPLevel(nn.Module):
     # ----------------------------------------------------------------------------------------------------
     # shared pieces
 
-    def radial_filters(self, edge: EdgeData) -> tuple[Tensor, Tensor]:
+    def radial_filters(self, edge: EdgeData, keep_self: bool = False) -> tuple[Tensor, Tensor]:
         """``rho0, rho1``: ``(tau_in, B, N, N)`` edge filters, or ``(tau_in,)`` constants for constant edges
-        (complex with complex weights), divided by ``msg_norm``; ``rho0`` includes ``z0``."""
+        (complex with complex weights), divided by ``msg_norm``; ``rho0`` includes ``z0``. Filters that
+        include their self-edges (``edge.rho_self``) get them zeroed unless ``keep_self``."""
         if edge.constant:
             if self.radial_kind == "constant":
                 rho = self.radial_const
@@ -487,6 +512,9 @@ class LMPLevel(nn.Module):
             rho = rho.view(-1, self.tau_in) / self.msg_norm
         elif edge.rho is not None:
             rho = edge.rho.view(-1, self.tau_in, *edge.rho.shape[1:])
+            if edge.rho_self is not None and not keep_self:  # drop the self-edges the filters include
+                eye = torch.eye(rho.shape[-1], dtype=torch.bool, device=rho.device)
+                rho = rho.masked_fill(eye, 0.0)
         else:
             if self.radial_kind == "constant":
                 raise ValueError("radial='constant' needs EdgeData(constant=True)")
@@ -501,6 +529,10 @@ class LMPLevel(nn.Module):
                 phi = edge.phi.to(w.dtype)
             bias = None if bias is None else bias / self.msg_norm
             rho = _apply_filters(w, bias, phi, edge).view(-1, self.tau_in, *phi.shape[1:])
+        return self._split_filters(rho)
+
+    def _split_filters(self, rho: Tensor) -> tuple[Tensor, Tensor]:
+        """``(n_filters / tau_in, tau_in, ...)`` real filters -> ``rho0`` (with ``z0``), ``rho1``."""
         if self.complex_weights:  # layout (part, edge irrep, channel)
             rho = torch.complex(rho[:2], rho[2:])
         rho0, rho1 = rho[0], rho[1]
@@ -580,7 +612,7 @@ class LMPLevel(nn.Module):
         format."""
         if self.maxdim != 2:
             raise ValueError("the fast path exists for maxdim = 2 only")
-        rho0, rho1 = self.radial_filters(edge)
+        rho0, rho1 = self.radial_filters(edge, keep_self=True)
         if self.complex_weights and not s.is_complex():
             cd = torch.complex128 if s.dtype == torch.float64 else torch.complex64
             s, v = s.to(cd), v.to(cd)
@@ -610,8 +642,13 @@ class LMPLevel(nn.Module):
             vp = minkowski(v, p)  # <v_j, p_j>  (tau, B, N)
             f = torch.cat([s[:, :, None], vT, s[:, :, None] * p.transpose(-1, -2), vp[:, :, None]], 2)
             f = f.view(tau * B, 10, N)
-            r1 = torch.bmm(f, rho1.reshape(tau * B, N, N).transpose(1, 2)).view(tau, B, 10, N)
-            r0 = torch.bmm(f[:, :5], rho0.reshape(tau * B, N, N).transpose(1, 2)).view(tau, B, 5, N)
+            r1 = torch.bmm(f, rho1.reshape(tau * B, N, N).transpose(1, 2))
+            r0 = torch.bmm(f[:, :5], rho0.reshape(tau * B, N, N).transpose(1, 2))
+            if edge.rho_self is not None and not edge.constant:  # filters with self-edges: subtract them
+                q0, q1 = self._split_filters(edge.rho_self.view(-1, tau, B, N))
+                r1 = r1.addcmul_(f, q1.to(dt).reshape(tau * B, 1, N), value=-1)
+                r0 = r0.addcmul_(f[:, :5], q0.to(dt).reshape(tau * B, 1, N), value=-1)
+            r1, r0 = r1.view(tau, B, 10, N), r0.view(tau, B, 5, N)
             a = r0[:, :, 0]
             Bv = r0[:, :, 1:5].transpose(-1, -2)
             A = p * r1[:, :, 0, :, None] - r1[:, :, 5:9].transpose(-1, -2)  # sum_j rho1 s_j (p_i - p_j)
