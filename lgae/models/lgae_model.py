@@ -24,6 +24,7 @@ counts (max block, then min block).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -331,6 +332,13 @@ class LGAE(JetAutoencoder):
     def dtype(self) -> torch.dtype:
         return self.enc_in.weights["0_0"].dtype
 
+    @staticmethod
+    def _self_basis(basis: RadialBasis, u: Tensor) -> Tensor | None:
+        """The basis on the self-edges, so that the fast path's levels subtract them instead of zeroing the
+        filters' diagonals; None while tracing for export (the exporter loses the rank of a diagonal; the
+        levels then zero the diagonals out of place)."""
+        return None if torch.jit.is_tracing() else basis(u.diagonal(0, -2, -1))
+
     def _cw(self, w: Tensor) -> Tensor:
         return torch.complex(w[0], w[1]) if self.complex_weights else w[0]
 
@@ -342,10 +350,12 @@ class LGAE(JetAutoencoder):
         return 4 * self.n_particles
 
     def _levels(self, levels, s: Tensor, v: Tensor, edge: EdgeData, node_mask) -> tuple[Tensor, Tensor]:
-        """Run LMP levels on channel-major Cartesian ``s (tau, B, N)``, ``v (tau, B, N, 4)``. The general path
+        """Run LMP levels on channel-major Cartesian ``s (tau, B, N)``, ``v (tau, 4, B, N)``. The general path
         converts to canonical components and back; with real weights it keeps the real parts of the final
         scalars and 4-vectors (equivariant: ``Lambda`` is real); higher irreps (maxdim > 2) live inside the
         levels only."""
+        if self.fast:  # component-major positions, made once for all levels
+            edge = replace(edge, pos_cm=edge.pos.permute(2, 0, 1).contiguous())
         edges = shared_radial_filters(levels, edge)
         if self.fast:
             if node_mask is not None:  # one float mask for every level
@@ -408,13 +418,15 @@ class LGAE(JetAutoencoder):
             s_in = torch.cat([psi(torch.stack([m2, 2.0 * pj])), (pj / mj2)[None]], 0) * fm
             # no edge mask: padded node features are zero at every level; the levels drop the self-edges
             u = psi(d2)[None]
-            edge = EdgeData(pos=x, phi=self.enc_basis(u), phi_self=self.enc_basis(u.diagonal(0, -2, -1)))
+            edge = EdgeData(pos=x, phi=self.enc_basis(u), phi_self=self._self_basis(self.enc_basis, u))
         s = self.enc_in.mix_cm(SCALAR, s_in)  # channel-major (tau, B, N)
-        v = self.enc_in.mix_cm(VECTOR, x[None])  # (tau, B, N, 4)
+        v = self.enc_in.mix_cm(VECTOR, x.permute(2, 0, 1)[None])  # component-major (tau, 4, B, N)
         s, v = self._levels(self.encoder, s, v, edge, mask)
-        s = self.latent_head.mix_cm(SCALAR, s).permute(1, 2, 0)  # (B, N, tau_s)
-        v = self.latent_head.mix_cm(VECTOR, v).permute(1, 2, 0, 3)  # (B, N, tau_v, 4)
-        return self.aggregate(s, v, mask)
+        s = self.latent_head.mix_cm(SCALAR, s)  # (tau_s, B, N)
+        v = self.latent_head.mix_cm(VECTOR, v)  # (tau_v, 4, B, N)
+        if hasattr(self.aggregate, "forward_cm"):
+            return self.aggregate.forward_cm(s, v, mask)
+        return self.aggregate(s.permute(1, 2, 0), v.permute(2, 3, 0, 1), mask)
 
     def decode(self, ls: Tensor, lv: Tensor) -> Tensor:
         """Latent (network frame) -> output 4-vectors ``(B, N, 4)`` in the network frame (real)."""
@@ -426,7 +438,7 @@ class LGAE(JetAutoencoder):
                 (1, B, N), 1 + 1j, dtype=v0.dtype, device=v0.device
             )  # latent scalars ignored (Q3)
             s = self.dec_in.mix_cm(SCALAR, s0)
-            v = self.dec_in.mix_cm(VECTOR, v0[None])
+            v = self.dec_in.mix_cm(VECTOR, v0.permute(2, 0, 1)[None])
             pos = v0
             # every decoder edge is masked before the radial Linear (Q2): filters = its bias, j = i included
             edge = EdgeData(pos=pos, constant=True, include_self=True, mask_before_linear=True)
@@ -445,7 +457,7 @@ class LGAE(JetAutoencoder):
                 s = s.to(lv.dtype)
             # contiguous: every level's products with pos and v would otherwise inherit einsum's permuted
             # strides (and copy them in each matrix product)
-            v = torch.einsum("ncl,blk->cbnk", self._cw(self.dec_v0).to(lv.dtype), lv).contiguous()
+            v = torch.einsum("ncl,blk->ckbn", self._cw(self.dec_v0).to(lv.dtype), lv).contiguous()
             pos = torch.einsum("nl,blk->bnk", self._cw(self.dec_pos).to(lv.dtype), lv).contiguous()
             if self.decoder_edges == "constant":
                 edge = EdgeData(pos=pos, constant=True)
@@ -454,13 +466,11 @@ class LGAE(JetAutoencoder):
                 d2 = minkowski(pij, pij)
                 u = torch.stack([psi(d2.real), psi(d2.imag)], 0) if d2.is_complex() else psi(d2)[None]
                 u = u.to(self.dtype)  # all slots real, no self-edges
-                edge = EdgeData(
-                    pos=pos, phi=self.dec_basis(u), phi_self=self.dec_basis(u.diagonal(0, -2, -1))
-                )
+                edge = EdgeData(pos=pos, phi=self.dec_basis(u), phi_self=self._self_basis(self.dec_basis, u))
         s, v = self._levels(self.decoder, s, v, edge, None)
         if not self.faithful:
-            v = torch.cat([v, pos[None].to(v.dtype)], 0)
-        out = self.dec_out.mix_cm(VECTOR, v)[0]
+            v = torch.cat([v, pos.permute(2, 0, 1)[None].to(v.dtype)], 0)
+        out = self.dec_out.mix_cm(VECTOR, v)[0].permute(1, 2, 0).contiguous()  # (B, N, 4)
         if out.is_complex():
             out = {"real": out.real, "imag": out.imag, "sum": out.real + out.imag}[self.get_real]
         return out

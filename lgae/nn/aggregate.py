@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .invariants import psi
-from .layers import minkowski
+from .layers import minkowski, minkowski_axis
 
 __all__ = ["SoftMinMax", "HardMinMax", "MixAggregation", "SumAggregation", "build_aggregation"]
 
@@ -108,6 +108,47 @@ class SoftMinMax(nn.Module):
             hi, lo = self._softsel(part, keys, tv, mask)
             vmax.append(hi)
             vmin.append(lo)
+        scal = torch.cat([_join(smax), _join(smin)], -1)
+        vec = torch.cat([_join(vmax), _join(vmin)], -2)
+        return scal, vec
+
+    @staticmethod
+    def _softsel_cm(values: Tensor, keys: Tensor, t: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`_softsel` on channel-major ``values (C, [4,] B, N)``, ``keys (C, B, N)``: the softmax and
+        the weighted sums run along the contiguous particle axis."""
+        neg = torch.finfo(keys.dtype).min
+        k = keys / t[:, None, None]
+        w = torch.softmax(torch.stack([k, -k]).masked_fill(~mask, neg), dim=-1) * mask  # (2, C, B, N)
+        if values.dim() == 4:
+            w = w[:, :, None]
+        sel = (w * values).sum(-1)  # (2, C, [4,] B)
+        return sel[0], sel[1]
+
+    def forward_cm(self, s: Tensor, v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` on channel-major scalars ``s (tau_s, B, N)`` and component-major vectors ``v
+        (tau_v, 4, B, N)`` (the LGAE fast path's layout); same outputs ``(B, 2 tau_s)``, ``(B, 2 tau_v,
+        4)``."""
+        mask = mask.bool()
+        t = self.log_t.exp()
+        ts, tv = t[: self.tau_s], t[self.tau_s :]
+        smax, smin = [], []
+        for part in _parts(s):
+            hi, lo = self._softsel_cm(part, part, ts, mask)
+            smax.append(hi.T)
+            smin.append(lo.T)
+        vmax, vmin = [], []
+        for part in _parts(v):
+            if self.key == "mass":
+                keys = psi(minkowski_axis(part, part, 1))
+            else:
+                sr = (s.real if s.is_complex() else s).to(self.key_map.weight.dtype)
+                keys = torch.addmm(
+                    self.key_map.bias[:, None], self.key_map.weight, sr.reshape(sr.shape[0], -1)
+                )
+                keys = keys.view(-1, *sr.shape[1:]).to(part.dtype)
+            hi, lo = self._softsel_cm(part, keys, tv, mask)
+            vmax.append(hi.permute(2, 0, 1))
+            vmin.append(lo.permute(2, 0, 1))
         scal = torch.cat([_join(smax), _join(smin)], -1)
         vec = torch.cat([_join(vmax), _join(vmin)], -2)
         return scal, vec

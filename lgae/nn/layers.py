@@ -5,7 +5,8 @@ Feature formats
 ---------------
 * **general**: dict ``{Irrep: (B, N, tau, dim)}`` complex canonical components (:mod:`lgae.nn.cg`);
 * **fast** (``maxdim = 2`` only): a pair ``(s, v)`` with scalars ``s (tau, B, N)`` and Cartesian 4-vectors ``v
-  (tau, B, N, 4)``, channel-major (every mix and radial filter is then one large matrix product), real (real
+  (tau, 4, B, N)``, channel-major (every mix and radial filter is then one large matrix product) and
+  component-major (broadcasts and Minkowski products run along contiguous particle rows), real (real
   weights) or complex (complex weights).
 :func:`fast_to_general` / :func:`general_to_fast` convert between them.
 
@@ -40,6 +41,8 @@ __all__ = [
     "general_to_fast",
     "metric_diagonal",
     "minkowski",
+    "minkowski_axis",
+    "positions_cm",
     "shared_radial_filters",
 ]
 
@@ -73,17 +76,31 @@ def minkowski(x: Tensor, y: Tensor) -> Tensor:
     return (p * eta).sum(-1)  # strided (broadcast) product: no copy
 
 
+def minkowski_axis(x: Tensor, y: Tensor, dim: int) -> Tensor:
+    """Bilinear Minkowski product over the axis ``dim`` (of size 4) of broadcastable ``x`` and ``y``.
+
+    For component-major features: the reduction over a leading axis runs along the contiguous inner axes
+    (a last axis of 4 makes every broadcast and reduction an inner loop of 4, several times slower)."""
+    p = x * y
+    return p.select(dim, 0) - p.narrow(dim, 1, 3).sum(dim)
+
+
+def positions_cm(edge: EdgeData) -> Tensor:
+    """The edge positions component-major ``(4, B, N)`` (``edge.pos_cm`` when the caller made it once)."""
+    return edge.pos_cm if edge.pos_cm is not None else edge.pos.permute(2, 0, 1)
+
+
 def fast_to_general(s: Tensor, v: Tensor) -> dict:
-    """Fast-format ``s (tau, B, N)``, ``v (tau, B, N, 4)`` -> ``{(0,0): (B, N, tau, 1), (1,1): (B, N, tau,
+    """Fast-format ``s (tau, B, N)``, ``v (tau, 4, B, N)`` -> ``{(0,0): (B, N, tau, 1), (1,1): (B, N, tau,
     4)}`` canonical components (complex)."""
     sc = s if s.is_complex() else s.to(torch.complex128 if s.dtype == torch.float64 else torch.complex64)
-    return {SCALAR: sc.permute(1, 2, 0)[..., None], VECTOR: to_irrep(v.permute(1, 2, 0, 3))}
+    return {SCALAR: sc.permute(1, 2, 0)[..., None], VECTOR: to_irrep(v.permute(2, 3, 0, 1))}
 
 
 def general_to_fast(feats: dict, real: bool) -> tuple[Tensor, Tensor]:
     """Inverse of :func:`fast_to_general`; ``real=True`` drops the (zero up to rounding) imaginary parts."""
     s = feats[SCALAR][..., 0].permute(2, 0, 1)
-    v = from_irrep(feats[VECTOR]).permute(2, 0, 1, 3)
+    v = from_irrep(feats[VECTOR]).permute(2, 3, 0, 1)
     if real:
         return s.real.contiguous(), v.real.contiguous()
     return s.contiguous(), v.contiguous()
@@ -250,6 +267,8 @@ class EdgeData:
         ``O(N)`` operations instead of zeroing a strided diagonal of every filter).
     rho_self : Tensor, optional
         ``(n_filters, B, N)`` one level's filters on the self-edges, which ``rho`` then includes.
+    pos_cm : Tensor, optional
+        ``pos`` component-major and contiguous ``(4, B, N)``, made once for the fast path's levels.
     """
 
     pos: Tensor
@@ -262,6 +281,7 @@ class EdgeData:
     rho: Tensor | None = None
     phi_self: Tensor | None = None
     rho_self: Tensor | None = None
+    pos_cm: Tensor | None = None
 
 
 def _apply_filters(w: Tensor, bias: Tensor | None, phi: Tensor, edge: EdgeData) -> Tensor:
@@ -608,8 +628,8 @@ class LMPLevel(nn.Module):
 
     def forward_fast(self, s: Tensor, v: Tensor, edge: EdgeData, node_mask: Tensor | None = None):
         """Closed form of :meth:`forward_general` for ``maxdim = 2`` on channel-major Cartesian features ``s
-        (tau, B, N)``, ``v (tau, B, N, 4)`` (real, or complex with complex weights); returns the same
-        format."""
+        (tau, B, N)``, ``v (tau, 4, B, N)`` (component-major; real, or complex with complex weights);
+        returns the same format."""
         if self.maxdim != 2:
             raise ValueError("the fast path exists for maxdim = 2 only")
         rho0, rho1 = self.radial_filters(edge, keep_self=True)
@@ -619,7 +639,7 @@ class LMPLevel(nn.Module):
         dt = s.dtype
         rho0, rho1 = rho0.to(dt), rho1.to(dt)
         tau, B, N = s.shape
-        p = edge.pos.to(dt)[None]  # (1, B, N, 4)
+        p = positions_cm(edge).to(dt)  # (4, B, N)
         w = self.mix.weight(VECTOR)
         w_A, w_Bv = self.k_sv * w[:, :tau], self.k_vs * w[:, tau : 2 * tau]
         if edge.constant:
@@ -627,37 +647,37 @@ class LMPLevel(nn.Module):
             # terms of the p_i - p_j messages vanish, so only a and Bv depend on include_self. The constants
             # of the vector messages go into their mixing weights (columns), not over the messages
             c0, c1 = rho0[:, None, None], rho1[:, None, None]
-            S, V = s.sum(2, keepdim=True), v.sum(2, keepdim=True)
-            SP = (s[..., None] * p).sum(2, keepdim=True)  # sum_j s_j p_j (an einsum would loop over B)
-            VP = minkowski(v, p).sum(2, keepdim=True)  # sum_j <v_j, p_j>
+            S, V = s.sum(2, keepdim=True), v.sum(3, keepdim=True)  # (tau, B, 1), (tau, 4, B, 1)
+            SP = (s[:, None] * p).sum(3, keepdim=True)  # sum_j s_j p_j
+            VP = minkowski_axis(v, p, 1).sum(2, keepdim=True)  # sum_j <v_j, p_j>
             a = c0 * (S.expand_as(s) if edge.include_self else S - s)
             Bv = V.expand_as(v) if edge.include_self else V - v
-            A = p * S[..., None] - SP  # sum_j s_j (p_i - p_j)
-            b = (c1 * self.k_vv) * (minkowski(V, p) - VP)  # k_vv sum_j rho1 <v_j, p_i - p_j>
+            A = p * S[:, None] - SP  # sum_j s_j (p_i - p_j)
+            b = (c1 * self.k_vv) * (minkowski_axis(V, p, 1) - VP)  # k_vv sum_j rho1 <v_j, p_i - p_j>
             w_A, w_Bv = w_A * rho1.to(w.dtype), w_Bv * rho0.to(w.dtype)
         else:
             # all neighbour sums of a level as two batched matmuls over j, feature-major (rows: s, v, s p,
             # <v, p>) so that building the operands copies whole rows of N; rho^T is a free transposed view
-            vT = v.transpose(-1, -2)
-            vp = minkowski(v, p)  # <v_j, p_j>  (tau, B, N)
-            f = torch.cat([s[:, :, None], vT, s[:, :, None] * p.transpose(-1, -2), vp[:, :, None]], 2)
-            f = f.view(tau * B, 10, N)
+            vp = minkowski_axis(v, p, 1)  # <v_j, p_j>  (tau, B, N)
+            sp = (s[:, None] * p).transpose(1, 2)
+            f = torch.cat([s[:, :, None], v.transpose(1, 2), sp, vp[:, :, None]], 2).view(tau * B, 10, N)
             r1 = torch.bmm(f, rho1.reshape(tau * B, N, N).transpose(1, 2))
             r0 = torch.bmm(f[:, :5], rho0.reshape(tau * B, N, N).transpose(1, 2))
-            if edge.rho_self is not None and not edge.constant:  # filters with self-edges: subtract them
+            if edge.rho_self is not None:  # filters with self-edges: subtract them
                 q0, q1 = self._split_filters(edge.rho_self.view(-1, tau, B, N))
                 r1 = r1.addcmul_(f, q1.to(dt).reshape(tau * B, 1, N), value=-1)
                 r0 = r0.addcmul_(f[:, :5], q0.to(dt).reshape(tau * B, 1, N), value=-1)
             r1, r0 = r1.view(tau, B, 10, N), r0.view(tau, B, 5, N)
             a = r0[:, :, 0]
-            Bv = r0[:, :, 1:5].transpose(-1, -2)
-            A = p * r1[:, :, 0, :, None] - r1[:, :, 5:9].transpose(-1, -2)  # sum_j rho1 s_j (p_i - p_j)
-            b = minkowski(r1[:, :, 1:5].transpose(-1, -2), p) - r1[:, :, 9]  # sum_j rho1 <v_j, p_i - p_j>
-            b = b * self.k_vv
+            Bv = r0[:, :, 1:5].transpose(1, 2)  # (tau, 4, B, N)
+            A = p * r1[:, None, :, 0] - r1[:, :, 5:9].transpose(1, 2)  # sum_j rho1 s_j (p_i - p_j)
+            # sum_j rho1 <v_j, p_i - p_j>
+            b = (minkowski_axis(r1[:, :, 1:5], p.transpose(0, 1), 2) - r1[:, :, 9]) * self.k_vv
         # scalars: the product-made blocks (messages a, b and the self products s s, <v, v>, with their CG
         # constants) are squashed together; the mixing columns follow the weight layout [a, b, s, s s, <v, v>]
         ss = s * s if self.k_ss == 1.0 else s * s * self.k_ss
-        prod = torch.cat([a if self.k_ss == 1.0 else a * self.k_ss, b, ss, minkowski(v, v) * self.k_vv], 0)
+        vv = minkowski_axis(v, v, 1) * self.k_vv
+        prod = torch.cat([a if self.k_ss == 1.0 else a * self.k_ss, b, ss, vv], 0)
         ws = self.mix.weight(SCALAR)
         ws = torch.cat([ws[:, : 2 * tau], ws[:, 3 * tau :], ws[:, 2 * tau : 3 * tau]], 1)
         scal = torch.cat([self._sq(prod), s], 0)
@@ -670,7 +690,7 @@ class LMPLevel(nn.Module):
             (w_A, A),
             (w_Bv, Bv),
             (w[:, 2 * tau : 3 * tau], v),
-            (self.k_sv * w[:, 3 * tau : 4 * tau] + self.k_vs * w[:, 4 * tau :], s[..., None] * v),
+            (self.k_sv * w[:, 3 * tau : 4 * tau] + self.k_vs * w[:, 4 * tau :], s[:, None] * v),
         ]
         v_out = None
         for wk, xk in blocks:
@@ -678,12 +698,12 @@ class LMPLevel(nn.Module):
                 xk = xk.to(wk.dtype)
             wk, xk = wk.to(xk.dtype), xk.reshape(tau, -1)
             v_out = wk @ xk if v_out is None else v_out.addmm_(wk, xk)
-        v_out = v_out.view(-1, B, N, 4)
+        v_out = v_out.view(-1, 4, B, N)
         s_out = self._scalar_mlp_cm(s_out)
         if self.mask_nodes and node_mask is not None:
             m = node_mask if node_mask.dtype == s_out.real.dtype else node_mask.to(s_out.real.dtype)
             s_out = s_out * m
-            v_out = v_out * m[..., None]
+            v_out = v_out * m
         return s_out, v_out
 
     def forward(self, x, edge: EdgeData, node_mask: Tensor | None = None):

@@ -84,3 +84,19 @@ def test_mix_and_sum_aggregations():
         key="mass",
     )
     assert (ns, nv) == (2, 4)
+
+
+def test_soft_minmax_channel_major_form_matches():
+    # forward_cm (the LGAE fast path's layout) gives forward's outputs, for both keys and complex features
+    for key in ("mass", "learned"):
+        torch.manual_seed(1)
+        agg = SoftMinMax(2, 3, temperature=0.3, key=key).double()
+        s, v, mask = _feats(seed=3)
+        for cplx in (False, True):
+            if cplx:
+                s2, v2, _ = _feats(seed=4)
+                s, v = torch.complex(s, s2 * mask[..., None]), torch.complex(v, v2 * mask[..., None, None])
+            ls, lv = agg(s, v, mask)
+            cs, cv = agg.forward_cm(s.permute(2, 0, 1), v.permute(2, 3, 0, 1), mask)
+            assert cs.shape == ls.shape and cv.shape == lv.shape
+            assert torch.allclose(cs, ls, atol=1e-13) and torch.allclose(cv, lv, atol=1e-13)

@@ -14,6 +14,8 @@ from lgae.nn.layers import (
     fast_to_general,
     general_to_fast,
     minkowski,
+    minkowski_axis,
+    shared_radial_filters,
 )
 from lgae.so31 import Irrep, apply_lorentz, lorentz_matrix, random_lorentz, rep_matrix
 
@@ -36,18 +38,17 @@ def test_cg_product_closed_forms():
     # (1,1) x (1,1) -> (0,0) is <p, q> / 2 and (0,0) x (1,1) -> (1,1) is s v (lgae.md §2.2)
     g = torch.Generator().manual_seed(0)
     s = torch.randn(3, 2, 5, dtype=torch.float64, generator=g)  # fast format (tau, B, N)
-    v = torch.randn(3, 2, 5, 4, dtype=torch.float64, generator=g)
-    w = torch.randn(3, 2, 5, 4, dtype=torch.float64, generator=g)
+    v = torch.randn(3, 4, 2, 5, dtype=torch.float64, generator=g)  # (tau, 4, B, N)
+    w = torch.randn(3, 4, 2, 5, dtype=torch.float64, generator=g)
     prod = CGProduct([SCALAR, VECTOR], [SCALAR, VECTOR], maxdim=2)
     x = fast_to_general(s, v)
     y = fast_to_general(s, w)
     out = prod(x, y, mode="self")
     ss, vv = out[SCALAR]
-    assert torch.allclose(vv[..., 0].real, 0.5 * minkowski(v, w).permute(1, 2, 0), atol=1e-13)
+    assert torch.allclose(vv[..., 0].real, 0.5 * minkowski_axis(v, w, 1).permute(1, 2, 0), atol=1e-13)
+    assert torch.allclose(minkowski_axis(v, w, 1), minkowski(v.movedim(1, -1), w.movedim(1, -1)), atol=1e-13)
     sv, _ = out[VECTOR]
-    assert torch.allclose(
-        general_to_fast({SCALAR: ss, VECTOR: sv}, real=True)[1], s[..., None] * w, atol=1e-13
-    )
+    assert torch.allclose(general_to_fast({SCALAR: ss, VECTOR: sv}, real=True)[1], s[:, None] * w, atol=1e-13)
 
 
 def _random_feats(irreps, B, N, tau, g):
@@ -69,17 +70,20 @@ def _edge(B, N, pos, g, kind="shared", n_basis=6, mask=None):
     if kind == "shared_unmasked":  # padded node features zero, self-edges dropped by the level
         basis = RadialBasis(1, n_basis, learnable=False).double()
         return EdgeData(pos=pos, phi=basis(u))
+    if kind == "shared_self":  # filters keep the self-edges; the fast path subtracts them (the LGAE's form)
+        basis = RadialBasis(1, n_basis, learnable=False).double()
+        return EdgeData(pos=pos, phi=basis(u), phi_self=basis(u.diagonal(0, -2, -1)))
     return EdgeData(pos=pos, mask=mask, u=u, mask_before_linear=(kind == "basis_q1"))
 
 
 @pytest.mark.parametrize("complex_weights", [False, True])
 @pytest.mark.parametrize(
-    "kind", ["shared", "shared_unmasked", "basis", "basis_q1", "constant", "faithful_decoder"]
+    "kind", ["shared", "shared_unmasked", "shared_self", "basis", "basis_q1", "constant", "faithful_decoder"]
 )
 def test_fast_path_equals_general_path(complex_weights, kind):
     g = torch.Generator().manual_seed(1)
     B, N, tau = 3, 7, 3
-    radial = {"shared": "shared", "shared_unmasked": "shared", "constant": "constant"}.get(kind, "basis")
+    radial = {"constant": "constant"}.get(kind, "shared" if kind.startswith("shared") else "basis")
     torch.manual_seed(0)
     lvl = LMPLevel(
         tau,
@@ -99,15 +103,18 @@ def test_fast_path_equals_general_path(complex_weights, kind):
             prm.add_(0.1 * torch.randn(prm.shape, dtype=prm.dtype, generator=g))
     node_mask = torch.rand(B, N, generator=g) > 0.2
     s = torch.randn(tau, B, N, dtype=torch.float64, generator=g) * node_mask  # fast format, padding zero
-    v = torch.randn(tau, B, N, 4, dtype=torch.float64, generator=g) * node_mask[..., None]
+    v = torch.randn(tau, 4, B, N, dtype=torch.float64, generator=g) * node_mask  # (tau, 4, B, N)
     pos = torch.randn(B, N, 4, dtype=torch.float64, generator=g)
     edge = _edge(B, N, pos, g, kind)
+    if kind == "shared_self":  # the filters, as the LGAE hands them to its levels
+        (edge,) = shared_radial_filters([lvl], edge)
+        assert edge.rho_self is not None
     sf, vf = lvl.forward_fast(s, v, edge, node_mask)
     out = lvl.forward_general(fast_to_general(s, v), edge, node_mask)
     sg, vg = general_to_fast(out, real=not complex_weights)
     assert torch.allclose(sf, sg, rtol=0, atol=1e-10 * float(sf.detach().abs().max()))
     assert torch.allclose(vf, vg, rtol=0, atol=1e-10 * float(vf.detach().abs().max()))
-    assert (vf[:, ~node_mask] == 0).all()
+    assert (vf[:, :, ~node_mask] == 0).all()
 
 
 def _lmp_general_outputs(lvl, feats, edge):
@@ -152,18 +159,20 @@ def test_fast_level_is_equivariant_float64():
     B, N, tau = 4, 9, 3
     lvl = LMPLevel(tau, tau, maxdim=2, radial="basis", n_basis=5, mlp_width=2, mlp_depth=2).double()
     s = torch.randn(tau, B, N, dtype=torch.float64, generator=g)
-    v = torch.randn(tau, B, N, 4, dtype=torch.float64, generator=g)
+    v = torch.randn(tau, 4, B, N, dtype=torch.float64, generator=g)  # component-major
     pos = torch.randn(B, N, 4, dtype=torch.float64, generator=g)
     mask = torch.ones(B, N, N, dtype=torch.bool)
     d2 = minkowski(pos[:, :, None] - pos[:, None], pos[:, :, None] - pos[:, None])
     ang, rap = random_lorentz((), max_rapidity=2.0, seed=5)
     L = lorentz_matrix(ang, rap)
+
+    def boost_cm(x):  # Lambda on the component axis 1
+        return apply_lorentz(L, x.movedim(1, -1)).movedim(-1, 1)
+
     so, vo = lvl.forward_fast(s, v, EdgeData(pos=pos, mask=mask, u=psi(d2)[None]))
-    st, vt = lvl.forward_fast(
-        s, apply_lorentz(L, v), EdgeData(pos=apply_lorentz(L, pos), mask=mask, u=psi(d2)[None])
-    )
+    st, vt = lvl.forward_fast(s, boost_cm(v), EdgeData(pos=apply_lorentz(L, pos), mask=mask, u=psi(d2)[None]))
     assert torch.allclose(st, so, atol=1e-10 * float(so.detach().abs().max()))
-    expect = apply_lorentz(L, vo)
+    expect = boost_cm(vo)
     assert torch.allclose(vt, expect, atol=1e-10 * float(expect.detach().abs().max()))
 
 
