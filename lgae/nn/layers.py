@@ -85,6 +85,16 @@ def minkowski_axis(x: Tensor, y: Tensor, dim: int) -> Tensor:
     return p.select(dim, 0) - p.narrow(dim, 1, 3).sum(dim)
 
 
+def _as(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x.to(dtype)``, without a tensor call when it is one already."""
+    return x if x.dtype == dtype else x.to(dtype)
+
+
+def _scaled(x: Tensor, k: float) -> Tensor:
+    """``k * x``, without a tensor call for ``k = 1`` (CG constants)."""
+    return x if k == 1.0 else x * k
+
+
 def positions_cm(edge: EdgeData) -> Tensor:
     """The edge positions component-major ``(4, B, N)`` (``edge.pos_cm`` when the caller made it once)."""
     return edge.pos_cm if edge.pos_cm is not None else edge.pos.permute(2, 0, 1)
@@ -636,12 +646,14 @@ class LMPLevel(nn.Module):
         if self.complex_weights and not s.is_complex():
             cd = torch.complex128 if s.dtype == torch.float64 else torch.complex64
             s, v = s.to(cd), v.to(cd)
+        # (conversions and unit scalings skipped when they are no-ops: ~100 tensor calls per level, where the
+        # per-call overhead is a sizeable part of an inference step)
         dt = s.dtype
-        rho0, rho1 = rho0.to(dt), rho1.to(dt)
+        rho0, rho1 = _as(rho0, dt), _as(rho1, dt)
         tau, B, N = s.shape
-        p = positions_cm(edge).to(dt)  # (4, B, N)
+        p = _as(positions_cm(edge), dt)  # (4, B, N)
         w = self.mix.weight(VECTOR)
-        w_A, w_Bv = self.k_sv * w[:, :tau], self.k_vs * w[:, tau : 2 * tau]
+        w_A, w_Bv = _scaled(w[:, :tau], self.k_sv), _scaled(w[:, tau : 2 * tau], self.k_vs)
         if edge.constant:
             # one constant per channel: every message is a sum over all j (minus j = i) times it. The j = i
             # terms of the p_i - p_j messages vanish, so only a and Bv depend on include_self. The constants
@@ -654,7 +666,7 @@ class LMPLevel(nn.Module):
             Bv = V.expand_as(v) if edge.include_self else V - v
             A = p * S[:, None] - SP  # sum_j s_j (p_i - p_j)
             b = (c1 * self.k_vv) * (minkowski_axis(V, p, 1) - VP)  # k_vv sum_j rho1 <v_j, p_i - p_j>
-            w_A, w_Bv = w_A * rho1.to(w.dtype), w_Bv * rho0.to(w.dtype)
+            w_A, w_Bv = w_A * _as(rho1, w.dtype), w_Bv * _as(rho0, w.dtype)
         else:
             # all neighbour sums of a level as two batched matmuls over j, feature-major (rows: s, v, s p,
             # <v, p>) so that building the operands copies whole rows of N; rho^T is a free transposed view
@@ -665,8 +677,8 @@ class LMPLevel(nn.Module):
             r0 = torch.bmm(f[:, :5], rho0.reshape(tau * B, N, N).transpose(1, 2))
             if edge.rho_self is not None:  # filters with self-edges: subtract them
                 q0, q1 = self._split_filters(edge.rho_self.view(-1, tau, B, N))
-                r1 = r1.addcmul_(f, q1.to(dt).reshape(tau * B, 1, N), value=-1)
-                r0 = r0.addcmul_(f[:, :5], q0.to(dt).reshape(tau * B, 1, N), value=-1)
+                r1 = r1.addcmul_(f, _as(q1, dt).reshape(tau * B, 1, N), value=-1)
+                r0 = r0.addcmul_(f[:, :5], _as(q0, dt).reshape(tau * B, 1, N), value=-1)
             r1, r0 = r1.view(tau, B, 10, N), r0.view(tau, B, 5, N)
             a = r0[:, :, 0]
             Bv = r0[:, :, 1:5].transpose(1, 2)  # (tau, 4, B, N)
@@ -675,28 +687,31 @@ class LMPLevel(nn.Module):
             b = (minkowski_axis(r1[:, :, 1:5], p.transpose(0, 1), 2) - r1[:, :, 9]) * self.k_vv
         # scalars: the product-made blocks (messages a, b and the self products s s, <v, v>, with their CG
         # constants) are squashed together; the mixing columns follow the weight layout [a, b, s, s s, <v, v>]
-        ss = s * s if self.k_ss == 1.0 else s * s * self.k_ss
-        vv = minkowski_axis(v, v, 1) * self.k_vv
-        prod = torch.cat([a if self.k_ss == 1.0 else a * self.k_ss, b, ss, vv], 0)
+        ss = _scaled(s * s, self.k_ss)
+        vv = _scaled(minkowski_axis(v, v, 1), self.k_vv)
+        prod = torch.cat([_scaled(a, self.k_ss), b, ss, vv], 0)
         ws = self.mix.weight(SCALAR)
         ws = torch.cat([ws[:, : 2 * tau], ws[:, 3 * tau :], ws[:, 2 * tau : 3 * tau]], 1)
         scal = torch.cat([self._sq(prod), s], 0)
         if ws.is_complex() != scal.is_complex():
             scal = scal.to(ws.dtype)
-        s_out = (ws.to(scal.dtype) @ scal.reshape(5 * tau, -1)).view(-1, B, N)
+        s_out = (_as(ws, scal.dtype) @ scal.reshape(5 * tau, -1)).view(-1, B, N)
         # vectors: s v appears in both orderings, so its two weight blocks are merged; the mix is a sum of
         # matrix products (no concatenated copy of the largest operand)
         blocks = [
             (w_A, A),
             (w_Bv, Bv),
             (w[:, 2 * tau : 3 * tau], v),
-            (self.k_sv * w[:, 3 * tau : 4 * tau] + self.k_vs * w[:, 4 * tau :], s[:, None] * v),
+            (
+                _scaled(w[:, 3 * tau : 4 * tau], self.k_sv) + _scaled(w[:, 4 * tau :], self.k_vs),
+                s[:, None] * v,
+            ),
         ]
         v_out = None
         for wk, xk in blocks:
             if wk.is_complex() != xk.is_complex():
                 xk = xk.to(wk.dtype)
-            wk, xk = wk.to(xk.dtype), xk.reshape(tau, -1)
+            wk, xk = _as(wk, xk.dtype), xk.reshape(tau, -1)
             v_out = wk @ xk if v_out is None else v_out.addmm_(wk, xk)
         v_out = v_out.view(-1, 4, B, N)
         s_out = self._scalar_mlp_cm(s_out)
