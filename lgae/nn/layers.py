@@ -686,16 +686,19 @@ class LMPLevel(nn.Module):
             # sum_j rho1 <v_j, p_i - p_j>
             b = (minkowski_axis(r1[:, :, 1:5], p.transpose(0, 1), 2) - r1[:, :, 9]) * self.k_vv
         # scalars: the product-made blocks (messages a, b and the self products s s, <v, v>, with their CG
-        # constants) are squashed together; the mixing columns follow the weight layout [a, b, s, s s, <v, v>]
+        # constants) are squashed together; the weight layout is [a, b, s, s s, <v, v>]
         ss = _scaled(s * s, self.k_ss)
         vv = _scaled(minkowski_axis(v, v, 1), self.k_vv)
-        prod = torch.cat([_scaled(a, self.k_ss), b, ss, vv], 0)
+        prod = self._sq(torch.cat([_scaled(a, self.k_ss), b, ss, vv], 0)).reshape(4 * tau, -1)
         ws = self.mix.weight(SCALAR)
-        ws = torch.cat([ws[:, : 2 * tau], ws[:, 3 * tau :], ws[:, 2 * tau : 3 * tau]], 1)
-        scal = torch.cat([self._sq(prod), s], 0)
-        if ws.is_complex() != scal.is_complex():
-            scal = scal.to(ws.dtype)
-        s_out = (_as(ws, scal.dtype) @ scal.reshape(5 * tau, -1)).view(-1, B, N)
+        s_flat = s.reshape(tau, -1)
+        if ws.is_complex() != prod.is_complex():
+            prod, s_flat = prod.to(ws.dtype), s_flat.to(ws.dtype)
+        ws = _as(ws, prod.dtype)
+        # three products on column blocks of the weights, no concatenated (5 tau, B N) operand
+        s_out = ws[:, : 2 * tau] @ prod[: 2 * tau]
+        s_out = s_out.addmm_(ws[:, 3 * tau :], prod[2 * tau :]).addmm_(ws[:, 2 * tau : 3 * tau], s_flat)
+        s_out = s_out.view(-1, B, N)
         # vectors: s v appears in both orderings, so its two weight blocks are merged; the mix is a sum of
         # matrix products (no concatenated copy of the largest operand)
         blocks = [
