@@ -59,8 +59,9 @@ def chamfer_distance(
     if not squared:
         d = torch.sqrt(d + torch.finfo(d.dtype).tiny)
     big = torch.finfo(d.dtype).max
-    d_x = d.masked_fill(~my[:, None, :], big).min(dim=2).values  # for each x_i, nearest valid y
-    d_y = d.masked_fill(~mx[:, :, None], big).min(dim=1).values  # for each y_j, nearest valid x
+    # for each x_i the nearest valid y, for each y_j the nearest valid x (no mask pass for an all-valid side)
+    d_x = (d if mask_y is None else d.masked_fill(~my[:, None, :], big)).min(dim=2).values
+    d_y = (d if mask_x is None else d.masked_fill(~mx[:, :, None], big)).min(dim=1).values
     fx, fy = mx.to(d.dtype), my.to(d.dtype)
     term_x = (d_x * fx).nan_to_num(posinf=0.0).sum(1) / fx.sum(1).clamp_min(1)
     term_y = (d_y * fy).nan_to_num(posinf=0.0).sum(1) / fy.sum(1).clamp_min(1)
