@@ -301,6 +301,8 @@ class LGAE(JetAutoencoder):
             self.dec_in = EquivariantLinear({SCALAR: 1, VECTOR: 1}, {SCALAR: c0, VECTOR: c0}, complex_weights)
         else:
             n_gram = nv * (nv + 1) // 2 if self.latent_gram else 0
+            iu = torch.triu_indices(nv, nv)
+            self.register_buffer("_triu_flat", iu[0] * nv + iu[1], persistent=False)  # Gram pairs a <= b
             self.n_dec_feat = ns * nc + n_gram * nc
             self.dec_s0 = nn.Parameter(
                 torch.randn(n_particles, c0, max(self.n_dec_feat, 1)) / math.sqrt(max(self.n_dec_feat, 1))
@@ -446,8 +448,7 @@ class LGAE(JetAutoencoder):
             feats = [ls]
             if self.latent_gram:
                 G = (lv * metric_diagonal(lv.dtype, lv.device)) @ lv.transpose(1, 2)  # <L_a, L_b>
-                iu = torch.triu_indices(lv.shape[1], lv.shape[1], device=lv.device)
-                feats.append(psi(G[:, iu[0], iu[1]]))
+                feats.append(psi(G.flatten(1).index_select(1, self._triu_flat)))  # a <= b
             f = torch.cat(feats, -1)
             if f.is_complex():
                 f = torch.cat([f.real, f.imag], -1)
