@@ -19,6 +19,9 @@ for single-thread numbers). CUDA runs happen when a GPU is present (``--device a
 freed heap memory as the ``lgae`` command line does (:func:`lgae.allocator.tune_allocator`); ``--malloc
 default`` measures with glibc's defaults instead (a fresh ``mmap`` and page faults for every large temporary).
 
+Two code versions cannot be compared by two runs of this script on a machine whose speed swings: see
+``scripts/bench_ab.py`` (both versions in one process, called alternately).
+
 Two more suites (``--suite``): ``reader`` times :func:`lgae.data.load_jets` on a local ROOT file (jets
 converted per second and per CPU-second; see ``scripts/bench_data.py``), ``stream`` measures the peak memory
 of training input streamed from growing synthetic ROOT files against reading them into memory (see
