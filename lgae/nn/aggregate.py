@@ -73,49 +73,17 @@ class SoftMinMax(nn.Module):
         if key == "learned":
             self.key_map = nn.Linear(tau_s, tau_v)
 
-    @staticmethod
-    def _softsel(values: Tensor, keys: Tensor, t: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``values (B, N, C, ...)``, ``keys (B, N, C)`` -> softmax(+k/T)- and softmax(-k/T)-weighted sums.
-
-        Both selections in one softmax over ``(+k, -k)`` stacked in front; padded slots get the most
-        negative logit and a zero weight (a jet with no valid slot gives zeros)."""
-        neg = torch.finfo(keys.dtype).min
-        m = mask[:, :, None]
-        k = keys / t
-        logits = torch.stack([k, -k]).masked_fill(~m, neg)  # (2, B, N, C)
-        w = torch.softmax(logits, dim=2) * m
-        w = w.view(w.shape + (1,) * (values.dim() - 3))
-        sel = (w * values).sum(2)  # (2, B, C, ...)
-        return sel[0], sel[1]
-
     def forward(self, s: Tensor, v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        mask = mask.bool()
-        t = self.log_t.exp()
-        ts, tv = t[: self.tau_s], t[self.tau_s :]
-        smax, smin = [], []
-        for part in _parts(s):
-            hi, lo = self._softsel(part, part, ts, mask)
-            smax.append(hi)
-            smin.append(lo)
-        vmax, vmin = [], []
-        for part in _parts(v):
-            if self.key == "mass":
-                keys = psi(minkowski(part, part))
-            else:
-                keys = self.key_map((s.real if s.is_complex() else s).to(self.key_map.weight.dtype)).to(
-                    part.dtype
-                )
-            hi, lo = self._softsel(part, keys, tv, mask)
-            vmax.append(hi)
-            vmin.append(lo)
-        scal = torch.cat([_join(smax), _join(smin)], -1)
-        vec = torch.cat([_join(vmax), _join(vmin)], -2)
-        return scal, vec
+        """Particle-major ``s (B, N, tau_s)``, ``v (B, N, tau_v, 4)`` -> ``(B, 2 tau_s)``, ``(B, 2 tau_v,
+        4)``: :meth:`forward_cm` on permuted views."""
+        return self.forward_cm(s.permute(2, 0, 1), v.permute(2, 3, 0, 1), mask)
 
     @staticmethod
     def _softsel_cm(values: Tensor, keys: Tensor, t: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """:meth:`_softsel` on channel-major ``values (C, [4,] B, N)``, ``keys (C, B, N)``: the softmax and
-        the weighted sums run along the contiguous particle axis."""
+        """Softmax(+k/T)- and softmax(-k/T)-weighted sums over the particles of channel-major ``values (C,
+        [4,] B, N)`` with keys ``(C, B, N)``, along the contiguous particle axis. Both selections come from
+        one softmax over ``(+k, -k)`` stacked in front; padded slots get the most negative logit and a zero
+        weight (a jet with no valid slot gives zeros)."""
         neg = torch.finfo(keys.dtype).min
         k = keys / t[:, None, None]
         w = torch.softmax(torch.stack([k, -k]).masked_fill(~mask, neg), dim=-1) * mask  # (2, C, B, N)
@@ -125,9 +93,8 @@ class SoftMinMax(nn.Module):
         return sel[0], sel[1]
 
     def forward_cm(self, s: Tensor, v: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """:meth:`forward` on channel-major scalars ``s (tau_s, B, N)`` and component-major vectors ``v
-        (tau_v, 4, B, N)`` (the LGAE fast path's layout); same outputs ``(B, 2 tau_s)``, ``(B, 2 tau_v,
-        4)``."""
+        """Channel-major scalars ``s (tau_s, B, N)`` and component-major vectors ``v (tau_v, 4, B, N)`` (the
+        LGAE fast path's layout) -> ``(B, 2 tau_s)``, ``(B, 2 tau_v, 4)``."""
         mask = mask.bool()
         t = self.log_t.exp()
         ts, tv = t[: self.tau_s], t[self.tau_s :]

@@ -86,17 +86,30 @@ def test_mix_and_sum_aggregations():
     assert (ns, nv) == (2, 4)
 
 
-def test_soft_minmax_channel_major_form_matches():
-    # forward_cm (the LGAE fast path's layout) gives forward's outputs, for both keys and complex features
+def test_soft_minmax_matches_explicit_softmax_sums():
+    # both layouts against the definition, jet by jet: sum_i softmax(+-k_i / T) x_i over the valid particles
+    from lgae.nn.layers import minkowski
+
     for key in ("mass", "learned"):
         torch.manual_seed(1)
         agg = SoftMinMax(2, 3, temperature=0.3, key=key).double()
         s, v, mask = _feats(seed=3)
-        for cplx in (False, True):
-            if cplx:
-                s2, v2, _ = _feats(seed=4)
-                s, v = torch.complex(s, s2 * mask[..., None]), torch.complex(v, v2 * mask[..., None, None])
-            ls, lv = agg(s, v, mask)
-            cs, cv = agg.forward_cm(s.permute(2, 0, 1), v.permute(2, 3, 0, 1), mask)
-            assert cs.shape == ls.shape and cv.shape == lv.shape
-            assert torch.allclose(cs, ls, atol=1e-13) and torch.allclose(cv, lv, atol=1e-13)
+        ls, lv = agg(s, v, mask)
+        cs, cv = agg.forward_cm(s.permute(2, 0, 1), v.permute(2, 3, 0, 1), mask)
+        assert torch.equal(cs, ls) and torch.equal(cv, lv)
+        t = agg.log_t.exp().detach()
+        keys_v = minkowski(v, v) if key == "mass" else agg.key_map(s).detach()
+        keys_v = torch.sign(keys_v) * torch.log1p(keys_v.abs()) if key == "mass" else keys_v
+        for b in range(s.shape[0]):
+            m = mask[b]
+            for c in range(2):
+                k = s[b, m, c] / t[c]
+                assert torch.allclose(ls[b, c], (torch.softmax(k, 0) * s[b, m, c]).sum(), atol=1e-12)
+                assert torch.allclose(ls[b, 2 + c], (torch.softmax(-k, 0) * s[b, m, c]).sum(), atol=1e-12)
+            for c in range(3):
+                k = keys_v[b, m, c] / t[2 + c]
+                hi = (torch.softmax(k, 0)[:, None] * v[b, m, c]).sum(0)
+                lo = (torch.softmax(-k, 0)[:, None] * v[b, m, c]).sum(0)
+                assert torch.allclose(lv[b, c], hi, atol=1e-12) and torch.allclose(
+                    lv[b, 3 + c], lo, atol=1e-12
+                )
