@@ -42,7 +42,6 @@ __all__ = [
     "metric_diagonal",
     "minkowski",
     "minkowski_axis",
-    "positions_cm",
     "shared_radial_filters",
 ]
 
@@ -95,7 +94,7 @@ def _scaled(x: Tensor, k: float) -> Tensor:
     return x if k == 1.0 else x * k
 
 
-def positions_cm(edge: EdgeData) -> Tensor:
+def _positions_cm(edge: EdgeData) -> Tensor:
     """The edge positions component-major ``(4, B, N)`` (``edge.pos_cm`` when the caller made it once)."""
     return edge.pos_cm if edge.pos_cm is not None else edge.pos.permute(2, 0, 1)
 
@@ -294,13 +293,18 @@ class EdgeData:
     pos_cm: Tensor | None = None
 
 
+def _keeps_self_edges(edge: EdgeData) -> bool:
+    """Shared filters of this edge set keep their self-edges (a shared basis with ``phi_self``, no mask)."""
+    return edge.mask is None and edge.phi_self is not None
+
+
 def _apply_filters(w: Tensor, bias: Tensor | None, phi: Tensor, edge: EdgeData) -> Tensor:
     """Radial filters ``w @ phi (+ bias)`` ``(F, B, N, N)`` of a basis ``phi (K, B, N, N)``, masked as
     ``edge`` says."""
     flat = phi.reshape(phi.shape[0], -1)
     rho = w @ flat if bias is None else torch.addmm(bias[:, None], w, flat)
     rho = rho.view(-1, *phi.shape[1:])
-    if edge.mask is None and edge.phi_self is not None:  # self-edges kept: the consumer subtracts them
+    if _keeps_self_edges(edge):  # the consumer subtracts the self-edge terms
         return rho
     if edge.mask is None:  # shared basis, padded node features zero: drop the self-edges only
         if torch.jit.is_tracing():  # the ONNX exporter drops in-place writes through a diagonal view
@@ -325,8 +329,7 @@ def shared_radial_filters(levels, edge: EdgeData) -> list[EdgeData]:
         return [edge] * len(levels)
     w = torch.cat([lvl.radial.weight / lvl.msg_norm for lvl in shared], 0)
     rho = _apply_filters(w, None, edge.phi.to(w.dtype), edge)
-    keep_self = edge.mask is None and edge.phi_self is not None
-    rho_self = w @ edge.phi_self.to(w.dtype).flatten(1) if keep_self else None
+    rho_self = w @ edge.phi_self.to(w.dtype).flatten(1) if _keeps_self_edges(edge) else None
     out, start = [], 0
     for lvl in levels:
         if lvl.radial_kind != "shared":
@@ -651,7 +654,7 @@ class LMPLevel(nn.Module):
         dt = s.dtype
         rho0, rho1 = _as(rho0, dt), _as(rho1, dt)
         tau, B, N = s.shape
-        p = _as(positions_cm(edge), dt)  # (4, B, N)
+        p = _as(_positions_cm(edge), dt)  # (4, B, N)
         w = self.mix.weight(VECTOR)
         w_A, w_Bv = _scaled(w[:, :tau], self.k_sv), _scaled(w[:, tau : 2 * tau], self.k_vs)
         if edge.constant:
