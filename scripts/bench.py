@@ -149,6 +149,29 @@ def _inputs(model, batch: int, dtype, device: str, seed: int = 0):
     return synthetic_jets(batch, 30, seed=seed, dtype=dtype, device=device)
 
 
+def step_function(model, x, mask, kind: str):
+    """The timed step of ``kind``, with the model put in its mode: ``"train"`` = ``zero_grad; loss(x,
+    mask).backward(); Adam.step()`` (lr 1e-4, an optimiser of its own), ``"infer"`` = ``anomaly_score(x,
+    mask)`` in eval mode without autograd."""
+    if kind == "infer":
+        model.eval()
+
+        def infer_step():
+            with torch.no_grad():
+                model.anomaly_score(x, mask)
+
+        return infer_step
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        model.loss(x, mask).backward()
+        opt.step()
+
+    return train_step
+
+
 def bench_model(
     name: str, dtype, device: str, batch: int, steps: int, warmup: int, config: dict | None = None
 ):
@@ -162,18 +185,6 @@ def bench_model(
         model = build_model(name, **cfg)
     model = model.to(device=device, dtype=dtype)
     x, mask = _inputs(model, batch, dtype, device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def train_step():
-        opt.zero_grad(set_to_none=True)
-        loss = model.loss(x, mask)
-        loss.backward()
-        opt.step()
-
-    def infer_step():
-        with torch.no_grad():
-            model.anomaly_score(x, mask)
-
     row = {
         "model": name,
         "device": device,
@@ -182,8 +193,8 @@ def bench_model(
         "threads": torch.get_num_threads() if device == "cpu" else None,
         "params": model.n_params,
     }
-    for kind, fn in (("train", train_step), ("infer", infer_step)):
-        model.train(kind == "train")
+    for kind in ("train", "infer"):
+        fn = step_function(model, x, mask, kind)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import synthetic_jets  # noqa: E402
+from bench import step_function, synthetic_jets  # noqa: E402
 
 from lgae.allocator import tune_allocator  # noqa: E402
 from lgae.models import build_model  # noqa: E402
@@ -74,21 +74,6 @@ def import_revision(rev: str, dest: Path, repo: Path = ROOT):
         sys.path.remove(str(dest))
 
 
-def _step_fns(model, p4, mask, mode: str):
-    if mode == "infer":
-        model.eval()
-        return lambda: model.anomaly_score(p4, mask)
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        model.loss(p4, mask).backward()
-        opt.step()
-
-    return step
-
-
 def compare(ref_models, name: str, config: dict, dtype: str, mode: str, batch: int, pairs: int, warmup: int):
     """Alternate ``pairs`` calls of the reference and the current model; returns a result dict."""
     torch.manual_seed(0)
@@ -99,7 +84,7 @@ def compare(ref_models, name: str, config: dict, dtype: str, mode: str, batch: i
     except RuntimeError as err:
         raise ValueError(f"the two versions of {name!r} have different parameters: {err}") from None
     p4, mask = synthetic_jets(batch, config.get("n_particles", 30), dtype=getattr(torch, dtype))
-    fa, fb = _step_fns(ref, p4, mask, mode), _step_fns(cur, p4, mask, mode)
+    fa, fb = step_function(ref, p4, mask, mode), step_function(cur, p4, mask, mode)
     result = {}
     if mode == "infer":
         with torch.inference_mode():

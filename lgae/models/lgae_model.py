@@ -356,7 +356,7 @@ class LGAE(JetAutoencoder):
         converts to canonical components and back; with real weights it keeps the real parts of the final
         scalars and 4-vectors (equivariant: ``Lambda`` is real); higher irreps (maxdim > 2) live inside the
         levels only."""
-        if self.fast:  # component-major positions, made once for all levels
+        if self.fast and edge.pos_cm is None:  # component-major positions, made once for all levels
             edge = replace(edge, pos_cm=edge.pos.permute(2, 0, 1).contiguous())
         edges = shared_radial_filters(levels, edge)
         if self.fast:
@@ -460,17 +460,19 @@ class LGAE(JetAutoencoder):
             # strides (and copy them in each matrix product)
             v = torch.einsum("ncl,blk->ckbn", self._cw(self.dec_v0).to(lv.dtype), lv).contiguous()
             pos = torch.einsum("nl,blk->bnk", self._cw(self.dec_pos).to(lv.dtype), lv).contiguous()
+            pos_cm = pos.permute(2, 0, 1).contiguous()  # the levels' and the output's (4, B, N) positions
             if self.decoder_edges == "constant":
-                edge = EdgeData(pos=pos, constant=True)
+                edge = EdgeData(pos=pos, pos_cm=pos_cm, constant=True)
             else:
                 pij = pos[:, :, None] - pos[:, None, :]
                 d2 = minkowski(pij, pij)
                 u = torch.stack([psi(d2.real), psi(d2.imag)], 0) if d2.is_complex() else psi(d2)[None]
                 u = u.to(self.dtype)  # all slots real, no self-edges
-                edge = EdgeData(pos=pos, phi=self.dec_basis(u), phi_self=self._self_basis(self.dec_basis, u))
+                phi_self = self._self_basis(self.dec_basis, u)
+                edge = EdgeData(pos=pos, pos_cm=pos_cm, phi=self.dec_basis(u), phi_self=phi_self)
         s, v = self._levels(self.decoder, s, v, edge, None)
         if not self.faithful:
-            v = torch.cat([v, pos.permute(2, 0, 1)[None].to(v.dtype)], 0)
+            v = torch.cat([v, pos_cm[None].to(v.dtype)], 0)
         out = self.dec_out.mix_cm(VECTOR, v)[0].permute(1, 2, 0).contiguous()  # (B, N, 4)
         if out.is_complex():
             out = {"real": out.real, "imag": out.imag, "sum": out.real + out.imag}[self.get_real]
