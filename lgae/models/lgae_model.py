@@ -420,7 +420,8 @@ class LGAE(JetAutoencoder):
             s_in = torch.cat([psi(torch.stack([m2, 2.0 * pj])), (pj / mj2)[None]], 0) * fm
             # no edge mask: padded node features are zero at every level; the levels drop the self-edges
             u = psi(d2)[None]
-            edge = EdgeData(pos=x, phi=self.enc_basis(u), phi_self=self._self_basis(self.enc_basis, u))
+            # the basis of u is evaluated by the levels' shared filters (in chunks of jets at inference)
+            edge = EdgeData(pos=x, u=u, basis=self.enc_basis, phi_self=self._self_basis(self.enc_basis, u))
         s = self.enc_in.mix_cm(SCALAR, s_in)  # channel-major (tau, B, N)
         v = self.enc_in.mix_cm(VECTOR, x.permute(2, 0, 1)[None])  # component-major (tau, 4, B, N)
         s, v = self._levels(self.encoder, s, v, edge, mask)
@@ -469,7 +470,7 @@ class LGAE(JetAutoencoder):
                 u = torch.stack([psi(d2.real), psi(d2.imag)], 0) if d2.is_complex() else psi(d2)[None]
                 u = u.to(self.dtype)  # all slots real, no self-edges
                 phi_self = self._self_basis(self.dec_basis, u)
-                edge = EdgeData(pos=pos, pos_cm=pos_cm, phi=self.dec_basis(u), phi_self=phi_self)
+                edge = EdgeData(pos=pos, pos_cm=pos_cm, u=u, basis=self.dec_basis, phi_self=phi_self)
         s, v = self._levels(self.decoder, s, v, edge, None)
         if not self.faithful:
             v = torch.cat([v, pos_cm[None].to(v.dtype)], 0)
