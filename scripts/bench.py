@@ -6,6 +6,11 @@ For each model of ``lgae.models.available_models()`` at its default config (``n_
 
 * train step = ``zero_grad; loss(p4, mask).backward(); Adam.step()``; inference = ``anomaly_score(p4, mask)``;
   jets/s from the median step time over ``--steps`` timed steps after ``--warmup`` untimed ones;
+* inference on CPU also in ``--procs`` (default 2) single-threaded worker processes
+  (:class:`lgae.eval.parallel.ProcessScorer`, what ``lgae evaluate --workers`` runs), printed on a line of its
+  own (``2x1``: 2 processes x 1 thread): jets/s of the workers together, each scoring ``--steps`` batches of
+  ``--batch`` jets per timed call (median of 3 calls; the workers' start-up not timed). On a few cores this
+  beats one process's intra-op threads, which leave a core idle during the many small operations;
 * peak memory: on CPU the peak resident-set growth over up to 5 further steps after returning freed heap
   memory to the OS (psutil, sampled every 2 ms; includes the autograd graph and temporaries; measured after
   the timed steps so that the sampler does not slow them), on CUDA the growth of
@@ -173,7 +178,14 @@ def step_function(model, x, mask, kind: str):
 
 
 def bench_model(
-    name: str, dtype, device: str, batch: int, steps: int, warmup: int, config: dict | None = None
+    name: str,
+    dtype,
+    device: str,
+    batch: int,
+    steps: int,
+    warmup: int,
+    config: dict | None = None,
+    procs: int = 0,
 ):
     torch.manual_seed(0)
     cfg = {"n_particles": 30}
@@ -212,7 +224,33 @@ def bench_model(
         row[f"{kind}_ms"] = 1e3 * med
         row[f"{kind}_jets_per_s"] = batch / med
         row[f"{kind}_peak_mb"] = mem
+    if procs and device == "cpu":
+        row["infer_procs"] = procs
+        row["infer_procs_jets_per_s"] = procs_throughput(model, batch, steps, procs)
     return row
+
+
+def procs_throughput(model, batch: int, steps: int, procs: int, repeats: int = 3) -> float | None:
+    """Inference jets/s of ``procs`` single-threaded worker processes scoring batches of ``batch`` jets
+    (:class:`lgae.eval.parallel.ProcessScorer`, as ``lgae evaluate --workers`` does): each worker scores
+    ``steps`` batches per timed call; the median over ``repeats`` calls of jets / wall time, after starting
+    the workers and a warm-up batch in each (start-up excluded)."""
+    from lgae.eval.parallel import ProcessScorer
+
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    parts = [_inputs(model, batch, dtype, "cpu", seed=i) for i in range(procs * steps)]
+    x = torch.cat([p[0] for p in parts]).numpy()
+    mask = None if parts[0][1] is None else torch.cat([p[1] for p in parts]).numpy()
+    if mask is None:  # a model on flat features (no jets to hand out): not measured
+        return None
+    rates = []
+    with ProcessScorer(model, workers=procs, batch_size=batch, task_jets=batch * steps) as scorer:
+        scorer.warm_up(x, mask)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            scorer.score(x, mask)
+            rates.append(len(x) / (time.perf_counter() - t))
+    return statistics.median(rates)
 
 
 def peak_matmul_flops(dtype, device: str, n: int = 2048, reps: int = 5) -> float:
@@ -261,6 +299,13 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument(
+        "--procs",
+        type=int,
+        default=2,
+        help="CPU inference also in this many single-threaded worker processes (lgae.eval.parallel; the "
+        "'infer j/s' column of the N x 1 line); 0 to skip",
+    )
     ap.add_argument(
         "--config", default=None, help="JSON dict of extra model config keys (applied to every model)"
     )
@@ -365,7 +410,9 @@ def _bench_models(args, ap) -> dict:
             for dtype in dtypes:
                 for name in models:
                     try:
-                        row = bench_model(name, dtype, device, args.batch, args.steps, args.warmup, config)
+                        row = bench_model(
+                            name, dtype, device, args.batch, args.steps, args.warmup, config, args.procs
+                        )
                     except Exception as err:  # keep going: report the failure in the table
                         row = {
                             "model": name,
@@ -435,6 +482,12 @@ def _print_row(r: dict):
         f"{r['infer_peak_mb']:>9.1f}",
         flush=True,
     )
+    if r.get("infer_procs_jets_per_s"):
+        p = f"{r['infer_procs']}x1"
+        print(
+            f"{'':<10} {'':<6} {'':<8} {p:>3} {'':>8} {'':>10} {r['infer_procs_jets_per_s']:>10.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

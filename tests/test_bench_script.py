@@ -15,7 +15,7 @@ def test_bench_models_and_reader_write_json(tmp_path, load_script):
         rc = bench.main(
             [
                 "--models", "vae", "lgae", "--dtypes", "float32", "--threads", "1", "--device", "cpu",
-                "--batch", "16", "--steps", "1", "--warmup", "0",
+                "--batch", "16", "--steps", "1", "--warmup", "0", "--procs", "2",
                 "--suite", "models", "reader", "--reader-jets", "2000", "--out", str(out),
             ]
         )  # fmt: skip
@@ -28,6 +28,8 @@ def test_bench_models_and_reader_write_json(tmp_path, load_script):
     for r in rows.values():
         assert "error" not in r, r
         assert r["train_jets_per_s"] > 0 and r["infer_jets_per_s"] > 0 and r["params"] > 0
+        # inference in 2 worker processes
+        assert r["infer_procs"] == 2 and r["infer_procs_jets_per_s"] > 0
     (fl,) = res["flops"]
     assert fl["model"] == "lgae" and fl["train_step_flops"] > 0 and 0 < fl["fraction_of_peak"]
     rd = res["reader"]

@@ -82,6 +82,14 @@ def register(subparsers) -> None:
         help="bootstrap resamplings for the primary score's uncertainties (default 200; 0: binomial)",
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score in N single-threaded worker processes (CPU; default: one per core from 20,000 jets, "
+        "else 1)",
+    )
     p.add_argument("--no-plots", action="store_true", help="metrics only")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
@@ -157,6 +165,7 @@ def cmd_evaluate(args) -> int:
             device=args.device,
             plots=not args.no_plots,
             progress=not args.quiet,
+            workers=args.workers,
         )
     except (FileNotFoundError, ValueError, ConfigError, TypeError) as e:
         return _fail("evaluate", e)

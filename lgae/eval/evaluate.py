@@ -40,7 +40,19 @@ from .._validate import ConfigError, check_keys
 from .metrics import EPS_B_TARGETS, MIN_BKG_PASS, InvertedScoreWarning, ad_metrics, median_iqr
 
 #: keys accepted in a run config's ``evaluate:`` section
-EVALUATE_KEYS = ("task", "background", "signals", "score", "n_boot", "batch_size", "max_jets", "recon_jets")
+EVALUATE_KEYS = (
+    "task",
+    "background",
+    "signals",
+    "score",
+    "n_boot",
+    "batch_size",
+    "max_jets",
+    "recon_jets",
+    "workers",
+)
+#: jets (all samples together) from which ``evaluate`` scores in worker processes by default
+AUTO_WORKERS_MIN_JETS = 20_000
 #: values of ``evaluate.task``
 TASKS = ("standard", "inverse")
 #: names a background sample gets in the inverse task (train on top, detect QCD)
@@ -93,6 +105,9 @@ def validate_evaluate_config(section: Mapping | None) -> dict:
         v = section.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise ConfigError(f"evaluate.{key}: expected a non-negative integer or null, got {v!r}")
+    v = section.get("workers")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        raise ConfigError(f"evaluate.workers: expected a positive integer or null (auto), got {v!r}")
     sig = section.get("signals")
     if sig is not None and not isinstance(sig, (str, list, Mapping)):
         raise ConfigError("evaluate.signals: expected a path, a list of paths or a mapping name -> path")
@@ -407,18 +422,33 @@ class _ReconAccumulator:
         return out
 
 
+def _check_scores(model, scores, n: int | None = None) -> None:
+    """A dict of scores with a ``"default"`` key, each of shape ``(n,)`` (when ``n`` is given)."""
+    if not isinstance(scores, Mapping) or "default" not in scores:
+        raise TypeError(
+            f"{type(model).__name__}.scores must return a dict with a 'default' key, got "
+            f"{type(scores).__name__} with keys {list(scores) if isinstance(scores, Mapping) else '-'}"
+        )
+    for k, v in scores.items() if n is not None else ():
+        if np.shape(v) != (n,):
+            raise ValueError(f"score {k!r} has shape {tuple(np.shape(v))}, expected ({n},)")
+
+
 def score_sample(
     model,
     sample: Sample,
     batch_size: int = 512,
     recon_jets: int = 2000,
     progress: bool = True,
+    scorer=None,
 ) -> tuple[dict[str, np.ndarray], _ReconAccumulator | None, float]:
     """Score every jet of a sample with ``model.scores`` under ``no_grad``.
 
     Returns ``(scores, recon, seconds)``: ``scores`` maps each score name to ``(N,)``; ``recon`` holds the
     reconstruction errors when the model returns 4-momenta (None otherwise); ``seconds`` is the wall time of
-    the scoring passes only (for the jets/s figure).
+    the scoring passes only (for the jets/s figure). With ``scorer`` (a
+    :class:`lgae.eval.parallel.ProcessScorer` of ``model.scores``) the scores come from its worker processes
+    and this process only reconstructs the first ``recon_jets`` jets.
     """
     import torch
     from tqdm.auto import tqdm
@@ -429,37 +459,36 @@ def score_sample(
     has_p4 = None
     seconds = 0.0
     n = len(sample)
+    if scorer is not None:
+        t0 = time.perf_counter()
+        scores = scorer.score(sample.p4, sample.mask, progress=progress, desc=f"scoring {sample.name}")
+        seconds = time.perf_counter() - t0
+        _check_scores(model, scores, n)
+        chunks = {k: [np.asarray(v, dtype=np.float64)] for k, v in scores.items()}
     bar = tqdm(
-        total=n,
-        desc=f"scoring {sample.name}",
+        total=n if scorer is None else min(n, recon_jets),
+        desc=f"{'scoring' if scorer is None else 'reconstructing'} {sample.name}",
         unit="jet",
         disable=not progress or not sys.stderr.isatty(),
         leave=False,
     )
     with torch.no_grad():
-        for start in range(0, n, batch_size):
+        for start in range(0, n if scorer is None else min(n, recon_jets), batch_size):
             p4_np = sample.p4[start : start + batch_size]
             m_np = sample.mask[start : start + batch_size]
             p4 = torch.as_tensor(p4_np, dtype=dtype, device=device)
             mask = torch.as_tensor(m_np, dtype=torch.bool, device=device)
-            t0 = time.perf_counter()
-            scores = model.scores(p4, mask)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds += time.perf_counter() - t0
-            if not isinstance(scores, Mapping) or "default" not in scores:
-                raise TypeError(
-                    f"{type(model).__name__}.scores must return a dict with a 'default' key, got "
-                    f"{type(scores).__name__} with keys "
-                    f"{list(scores) if isinstance(scores, Mapping) else '-'}"
-                )
-            for k, v in scores.items():
-                a = _numpy(v).astype(np.float64).reshape(-1)
-                if a.shape[0] != p4_np.shape[0]:
-                    raise ValueError(
-                        f"score {k!r} has shape {tuple(np.shape(v))}, expected ({p4_np.shape[0]},)"
-                    )
-                chunks.setdefault(k, []).append(a)
+            if scorer is None:
+                t0 = time.perf_counter()
+                scores = model.scores(p4, mask)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds += time.perf_counter() - t0
+                _check_scores(model, scores)
+                scores = {k: _numpy(v).astype(np.float64).reshape(-1) for k, v in scores.items()}
+                _check_scores(model, scores, p4_np.shape[0])
+                for k, a in scores.items():
+                    chunks.setdefault(k, []).append(a)
             if (
                 has_p4 is not False and start < recon_jets
             ):  # reconstruction quality: the first recon_jets jets
@@ -624,6 +653,7 @@ def evaluate_model(
     plots: bool = True,
     progress: bool = True,
     seed: int = 0,
+    workers: int | None = None,
 ) -> dict:
     """Evaluate a loaded model on background and signal samples; write metrics.json, scores.npz, plots.
 
@@ -643,6 +673,11 @@ def evaluate_model(
     n_boot : int
         Bootstrap resamplings for the primary score's uncertainties (0: analytic/binomial only). Alternatives
         and baselines get analytic/binomial errors.
+    workers : int, optional
+        Score in this many single-threaded worker processes (:class:`lgae.eval.parallel.ProcessScorer`; CPU
+        models only). Default (None): one per usable core when the samples hold at least
+        ``AUTO_WORKERS_MIN_JETS`` jets together (the workers' start-up, a few seconds, then pays), else 1
+        (in this process).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -656,12 +691,24 @@ def evaluate_model(
     model.eval()
     samples = [background, *signals]
     all_scores, recons, seconds, n_scored = [], [], 0.0, 0
-    for s in samples:
-        sc, rec, sec = score_sample(model, s, batch_size=batch_size, recon_jets=recon_jets, progress=progress)
-        all_scores.append(sc)
-        recons.append(rec)
-        seconds += sec
-        n_scored += len(s)
+    n_workers = resolve_workers(workers, model, sum(len(s) for s in samples))
+    scorer = None
+    if n_workers > 1:
+        from .parallel import ProcessScorer
+
+        scorer = ProcessScorer(model, workers=n_workers, method="scores", batch_size=batch_size)
+    try:
+        for s in samples:
+            sc, rec, sec = score_sample(
+                model, s, batch_size=batch_size, recon_jets=recon_jets, progress=progress, scorer=scorer
+            )
+            all_scores.append(sc)
+            recons.append(rec)
+            seconds += sec
+            n_scored += len(s)
+    finally:
+        if scorer is not None:
+            scorer.close()
     score_names = list(all_scores[0])
     nonfinite = _sanitize_scores(all_scores, [s.name for s in samples])
     if primary not in score_names:
@@ -735,6 +782,7 @@ def evaluate_model(
             "eval_seconds": seconds,
             "eval_jets_per_s": (n_scored / seconds) if seconds > 0 else None,
             "n_jets_scored": n_scored,
+            "eval_workers": n_workers,
         },
         "warnings": below,
         "nan_scores": nonfinite,
@@ -775,6 +823,7 @@ def evaluate_run(
     plots: bool = True,
     progress: bool = True,
     recon_jets: int | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Load a run directory, read the test files with the run's preprocessing and evaluate it.
 
@@ -819,7 +868,23 @@ def evaluate_run(
         recon_jets=next(v for v in (recon_jets, ev.get("recon_jets"), 2000) if v is not None),
         plots=plots,
         progress=progress,
+        workers=workers if workers is not None else ev.get("workers"),
     )
+
+
+def resolve_workers(workers: int | None, model, n_jets: int) -> int:
+    """Worker processes for scoring: ``workers`` when given (at least 1), 1 for a model not on the CPU;
+    by default one per usable core for at least ``AUTO_WORKERS_MIN_JETS`` jets, else 1."""
+    device, _ = _model_device_dtype(model)
+    if device.type != "cpu":
+        return 1
+    if workers is None:
+        from .parallel import default_workers
+
+        return default_workers() if n_jets >= AUTO_WORKERS_MIN_JETS else 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: expected a positive integer or None (auto), got {workers!r}")
+    return workers
 
 
 def resolve_device(device: str = "auto") -> str:

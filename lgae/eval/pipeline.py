@@ -63,7 +63,7 @@ GENERATE_KEYS = (
     "samples",
 )
 SAMPLE_KEYS = ("process", "n_jets", "seed")
-EVAL_KEYS = ("train", "background", "signals", "n_boot", "batch_size", "max_jets", "recon_jets")
+EVAL_KEYS = ("train", "background", "signals", "n_boot", "batch_size", "max_jets", "recon_jets", "workers")
 INVERSE_KEYS = ("models", "train", "background", "signals")
 #: generate_jets arguments that must match a file's metadata for it to be reused
 _GEN_MATCH = (
@@ -183,6 +183,9 @@ def validate_pipeline_config(cfg: Mapping) -> dict:
         ev["signals"] = [ev["signals"]]
     for s in ev["signals"]:
         sample_ref(s, "pipeline.evaluate.signals")
+    w = ev.get("workers")
+    if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+        raise ConfigError(f"pipeline.evaluate.workers: expected a positive integer or null (auto), got {w!r}")
     inv = cfg.get("inverse")
     if inv:
         check_keys(
@@ -490,6 +493,7 @@ def run_pipeline(
             batch_size=evc.get("batch_size"),
             n_boot=evc.get("n_boot"),
             recon_jets=evc.get("recon_jets"),
+            workers=evc.get("workers"),
             device=cfg.get("device", "auto"),
             progress=progress,
         )

@@ -135,6 +135,9 @@ def test_validate_evaluate_config():
         validate_evaluate_config({"tsk": "inverse"})
     with pytest.raises(ConfigError, match="task"):
         validate_evaluate_config({"task": "upside-down"})
+    assert validate_evaluate_config({"workers": 2}) == {"workers": 2}
+    with pytest.raises(ConfigError, match="evaluate.workers"):
+        validate_evaluate_config({"workers": 0})
 
 
 def test_sample_names():
