@@ -2,11 +2,11 @@
 
 Why processes. An LGAE forward is about a thousand small tensor operations: PyTorch runs an operation on
 fewer than 32,768 elements on one thread, and the Python between operations holds the GIL, so a second
-intra-op thread speeds a 256-jet batch up only ~1.3x (measured: 36 ms with 2 threads, 46 ms with 1), and two
-Python threads gain nothing. Processes that each score their own batches on one thread keep every core busy
-all the time: on 2 cores they score 1.3-1.8x as many jets per second as one process with 2 threads
-(``python scripts/bench.py --procs 2``). Same model, same values: each worker holds a copy of the model and
-runs its ``anomaly_score`` (or ``scores``) on whole batches.
+intra-op thread speeds a 256-jet batch up only ~1.25x (measured: 35-38 ms with 2 threads, 45-48 ms with 1),
+and two Python threads gain nothing. Processes that each score their own batches on one thread keep every core
+busy all the time: on 2 cores they scored 1.0-1.8x (median 1.35x) as many jets per second as one process
+with 2 threads (``python scripts/bench.py``, its ``2x1`` line). Same model, same values: each worker holds a
+copy of the model and runs its ``anomaly_score`` (or ``scores``) on whole batches.
 
 Workers start with ``spawn`` by default (a fresh interpreter, ~3 s: safe whatever threads the parent runs).
 As with any ``multiprocessing`` code, a script that uses :class:`ProcessScorer` at import level must guard
