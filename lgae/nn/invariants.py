@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .losses import pairwise_sq_dist
+
 __all__ = ["gram_matrix", "particle_mass2", "CanonicalFrame", "canonical_frame", "psi"]
 
 _ETA = (1.0, -1.0, -1.0, -1.0)
@@ -88,9 +90,10 @@ def gram_matrix(
 
     The identity of :func:`lgae.so31.stable_dot` (``E_i E_j - |p_i||p_j|`` rewritten through the masses, and
     ``1 - cos theta = |n_i - n_j|^2 / 2`` from unit-vector differences), batched over all pairs: per-particle
-    quantities are computed once, the direction differences by a difference-based ``cdist`` and the radial
-    term by two rank-2 outer products, so nothing of size ``(B, N, N, 3)`` is materialised. Agrees with
-    ``stable_dot`` to a few ulp (tested). The diagonal is ``m_i^2``; padded particles (``mask`` False) give
+    quantities are computed once, the squared direction differences feature by feature
+    (:func:`lgae.nn.losses.pairwise_sq_dist`, exactly symmetric) and the radial term by two rank-2 outer
+    products, so nothing of size ``(B, N, N, 3)`` is materialised. Agrees with ``stable_dot`` to a few ulp
+    (tested). The diagonal is ``m_i^2``; padded particles (``mask`` False) give
     zero rows and columns. Inputs are physical momenta (``E >= 0``). ``massless``, ``eps`` (the precision the
     momenta were stored in) and ``mass_resolution`` as in :func:`particle_mass2`.
     """
@@ -103,9 +106,8 @@ def gram_matrix(
     e = p4[..., 0]
     pa = _norm3(p4[..., 1:])
     unit = p4[..., 1:] / torch.where(pa > 0, pa, torch.ones_like(pa))[..., None]
-    dist = torch.cdist(unit, unit, compute_mode="donot_use_mm_for_euclid_dist")
-    half = 0.5 * pa  # scaling by 1/2 is exact: the same values as 0.5 * dist^2 * |p_i||p_j|
-    P = dist.square() * (half[:, :, None] * pa[:, None, :])
+    half = 0.5 * pa  # scaling by 1/2 is exact: the same values as 0.5 * |n_i - n_j|^2 * |p_i||p_j|
+    P = pairwise_sq_dist(unit, unit) * (half[:, :, None] * pa[:, None, :])
     if bool((m2 != 0).any()):
         # rank-2 outer products; the factors stacked along dim 1 (a last-axis stack of pairs is slow on CPU)
         num = torch.stack([m2, pa * pa], 1).transpose(1, 2) @ torch.stack([e * e, m2], 1)  # m_i^2 E_j^2 + ...
