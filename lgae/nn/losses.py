@@ -30,7 +30,7 @@ def pairwise_sq_dist(x: Tensor, y: Tensor) -> Tensor:
     """
     if x.is_complex() or y.is_complex():
         return (x[:, :, None, :] - y[:, None, :, :]).pow(2).sum(-1)
-    xc, yc = x.movedim(-1, 0).contiguous(), y.movedim(-1, 0).contiguous()  # (F, B, N), (F, B, M)
+    xc, yc = x.permute(2, 0, 1).contiguous(), y.permute(2, 0, 1).contiguous()  # (F, B, N), (F, B, M)
     d = None
     for k in range(xc.shape[0]):
         t = xc[k, :, :, None] - yc[k, :, None, :]
