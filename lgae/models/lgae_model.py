@@ -458,11 +458,13 @@ class LGAE(JetAutoencoder):
             s = torch.einsum("ncf,bf->cbn", self.dec_s0[..., : f.shape[-1]], f) + self.dec_s0_bias.T[:, None]
             if self.complex_weights:
                 s = s.to(lv.dtype)
-            # contiguous: every level's products with pos and v would otherwise inherit einsum's permuted
-            # strides (and copy them in each matrix product)
-            v = torch.einsum("ncl,blk->ckbn", self._cw(self.dec_v0).to(lv.dtype), lv).contiguous()
-            pos = torch.einsum("nl,blk->bnk", self._cw(self.dec_pos).to(lv.dtype), lv).contiguous()
-            pos_cm = pos.permute(2, 0, 1).contiguous()  # the levels' and the output's (4, B, N) positions
+            # slot vectors and positions made in the levels' layouts by products whose outputs are contiguous
+            # there: v (c, 4, B, N) = per-channel (4 B, l) @ (l, N) products, pos_cm (4, B, N) likewise
+            lv_t = lv.permute(2, 0, 1).reshape(4 * B, lv.shape[1])  # (4 B, l), component-major
+            dv = self._cw(self.dec_v0).to(lv.dtype)  # (N, c, l)
+            v = torch.matmul(lv_t, dv.permute(1, 2, 0)).view(dv.shape[1], 4, B, N)
+            pos_cm = (lv_t @ self._cw(self.dec_pos).to(lv.dtype).T).view(4, B, N)
+            pos = pos_cm.permute(1, 2, 0)  # (B, N, 4) view
             if self.decoder_edges == "constant":
                 edge = EdgeData(pos=pos, pos_cm=pos_cm, constant=True)
             else:
