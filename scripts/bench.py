@@ -11,6 +11,7 @@ For each model of ``lgae.models.available_models()`` at its default config (``n_
   own (``2x1``: 2 processes x 1 thread): jets/s of the workers together, each scoring ``--steps`` batches of
   ``--batch`` jets per timed call (median of 3 calls; the workers' start-up not timed). On a few cores this
   beats one process's intra-op threads, which leave a core idle during the many small operations;
+  ``--compile`` adds the same with ``torch.compile``'d workers (the ``2x1c`` line; compilation not timed);
 * peak memory: on CPU the peak resident-set growth over up to 5 further steps after returning freed heap
   memory to the OS (psutil, sampled every 2 ms; includes the autograd graph and temporaries; measured after
   the timed steps so that the sampler does not slow them), on CUDA the growth of
@@ -186,6 +187,7 @@ def bench_model(
     warmup: int,
     config: dict | None = None,
     procs: int = 0,
+    compile_procs: bool = False,
 ):
     torch.manual_seed(0)
     cfg = {"n_particles": 30}
@@ -227,14 +229,23 @@ def bench_model(
     if procs and device == "cpu":
         row["infer_procs"] = procs
         row["infer_procs_jets_per_s"] = procs_throughput(model, batch, steps, procs)
+        if compile_procs:
+            info: list = []
+            row["infer_procs_compiled_jets_per_s"] = procs_throughput(
+                model, batch, steps, procs, compile=True, info=info
+            )
+            row["infer_procs_compile"] = info
     return row
 
 
-def procs_throughput(model, batch: int, steps: int, procs: int, repeats: int = 3) -> float | None:
+def procs_throughput(
+    model, batch: int, steps: int, procs: int, repeats: int = 3, compile: bool = False, info=None
+) -> float | None:
     """Inference jets/s of ``procs`` single-threaded worker processes scoring batches of ``batch`` jets
     (:class:`lgae.eval.parallel.ProcessScorer`, as ``lgae evaluate --workers`` does): each worker scores
     ``steps`` batches per timed call; the median over ``repeats`` calls of jets / wall time, after starting
-    the workers and a warm-up batch in each (start-up excluded)."""
+    the workers and a warm-up batch in each (start-up and, with ``compile``, compilation excluded; each
+    worker's compilation outcome is appended to ``info``)."""
     from lgae.eval.parallel import ProcessScorer
 
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
@@ -244,8 +255,17 @@ def procs_throughput(model, batch: int, steps: int, procs: int, repeats: int = 3
     if mask is None:  # a model on flat features (no jets to hand out): not measured
         return None
     rates = []
-    with ProcessScorer(model, workers=procs, batch_size=batch, task_jets=batch * steps) as scorer:
-        scorer.warm_up(x, mask)
+    with ProcessScorer(
+        model,
+        workers=procs,
+        batch_size=batch,
+        task_jets=batch * steps,
+        compile=compile,
+        n_particles=x.shape[1],
+    ) as scorer:
+        started = scorer.warm_up(x, mask)
+        if info is not None:
+            info.extend(started)
         for _ in range(repeats):
             t = time.perf_counter()
             scorer.score(x, mask)
@@ -305,6 +325,12 @@ def main(argv=None) -> int:
         default=2,
         help="CPU inference also in this many single-threaded worker processes (lgae.eval.parallel; the "
         "'infer j/s' column of the N x 1 line); 0 to skip",
+    )
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the --procs workers scoring with torch.compile (the 'Nx1c' line; each worker "
+        "compiles first: ~70 s the first time on a machine, ~10 s with inductor's cache; not timed)",
     )
     ap.add_argument(
         "--config", default=None, help="JSON dict of extra model config keys (applied to every model)"
@@ -411,7 +437,15 @@ def _bench_models(args, ap) -> dict:
                 for name in models:
                     try:
                         row = bench_model(
-                            name, dtype, device, args.batch, args.steps, args.warmup, config, args.procs
+                            name,
+                            dtype,
+                            device,
+                            args.batch,
+                            args.steps,
+                            args.warmup,
+                            config,
+                            args.procs,
+                            args.compile,
                         )
                     except Exception as err:  # keep going: report the failure in the table
                         row = {
@@ -488,6 +522,16 @@ def _print_row(r: dict):
             f"{'':<10} {'':<6} {'':<8} {p:>3} {'':>8} {'':>10} {r['infer_procs_jets_per_s']:>10.0f}",
             flush=True,
         )
+    if r.get("infer_procs_compiled_jets_per_s"):
+        info = r.get("infer_procs_compile") or []
+        if all(i.get("compiled") for i in info):
+            note = f"compiled in {max((i.get('compile_s') or 0.0) for i in info):.0f} s"
+        else:
+            errors = "; ".join(str(i.get("compile_error")) for i in info if not i.get("compiled"))
+            note = f"NOT compiled in every worker: {errors}"
+        p = f"{r['infer_procs']}x1c"
+        rate = r["infer_procs_compiled_jets_per_s"]
+        print(f"{'':<10} {'':<6} {'':<8} {p:>3} {'':>8} {'':>10} {rate:>10.0f}  ({note})", flush=True)
 
 
 if __name__ == "__main__":

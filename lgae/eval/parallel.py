@@ -41,7 +41,9 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _init_worker(model_bytes: bytes, threads: int, method: str, batch_size: int) -> None:
+def _init_worker(
+    model_bytes: bytes, threads: int, method: str, batch_size: int, example: tuple | None
+) -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -51,25 +53,81 @@ def _init_worker(model_bytes: bytes, threads: int, method: str, batch_size: int)
     model = pickle.loads(model_bytes)  # bytes pickled by the parent process from its own model, not a file
     model.eval()
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    _WORKER.update(model=model, method=method, batch_size=batch_size, dtype=dtype)
+    fn = getattr(model, method)
+    info = {"compiled": False, "compile_s": None, "compile_error": None}
+    if example is not None:
+        fn, info = _compile_checked(fn, *(torch.as_tensor(a) for a in example), dtype)
+    _WORKER.update(fn=fn, batch_size=batch_size, dtype=dtype, info=info)
+
+
+def _as_arrays(s) -> dict | np.ndarray:
+    if isinstance(s, Mapping):
+        return {k: v.detach().double().numpy() for k, v in s.items()}
+    return s.detach().double().numpy()
+
+
+def _max_rel_diff(a, b) -> float:
+    a, b = _as_arrays(a), _as_arrays(b)
+    pairs = [(a[k], b[k]) for k in b] if isinstance(b, dict) else [(a, b)]
+    d = [np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-30), initial=0.0) for x, y in pairs]
+    return float(max(d, default=0.0))
+
+
+def _compile_checked(fn, p4, mask, dtype):
+    """``torch.compile(fn)`` compiled on one full batch and checked against ``fn`` there; ``fn`` itself (with
+    a warning) when compiling fails or the compiled scores differ by more than rounding."""
+    import time
+    import warnings
+
+    import torch
+
+    info = {"compiled": False, "compile_s": None, "compile_error": None}
+    x, m = p4.to(dtype), mask.to(torch.bool)
+    try:
+        compiled = torch.compile(fn, dynamic=False)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            got = compiled(x, m)
+        info["compile_s"] = time.perf_counter() - t0
+        with torch.no_grad():
+            diff = _max_rel_diff(got, fn(x, m))
+    except Exception as err:  # no C++ compiler, an operation the compiler does not support, ...
+        info["compile_error"] = f"{type(err).__name__}: {str(err)[:300]}"
+        warnings.warn(f"torch.compile failed, scoring eagerly ({info['compile_error']})", stacklevel=2)
+        return fn, info
+    # a miscompile gives O(1) differences; a reordering of the arithmetic, the model's rounding sensitivity
+    # (float32: up to ~1e-4 relative on a few jets in a thousand, measured)
+    tol = max(1e-5, 1e4 * torch.finfo(dtype).eps)
+    if not diff <= tol:
+        info["compile_error"] = f"compiled scores differ from eager ones by {diff:.3g} (relative) > {tol:.3g}"
+        warnings.warn(f"{info['compile_error']}: scoring eagerly", stacklevel=2)
+        return fn, info
+    info["compiled"] = True
+    return compiled, info
+
+
+def _worker_info() -> dict:
+    """This worker's process id and compilation outcome (ready once its initializer has run)."""
+    return {"pid": os.getpid(), **_WORKER["info"]}
 
 
 def _score_task(p4: np.ndarray, mask: np.ndarray):
-    """Score one task's jets batch by batch in the worker; a dict of arrays (``scores``) or an array."""
+    """Score one task's jets batch by batch in the worker; a dict of arrays (``scores``) or an array. With a
+    compiled scorer the last partial batch is padded with copies of its last jet (one compiled shape)."""
     import torch
 
-    model, method, bs, dtype = (_WORKER[k] for k in ("model", "method", "batch_size", "dtype"))
-    fn = getattr(model, method)
+    fn, bs, dtype, info = (_WORKER[k] for k in ("fn", "batch_size", "dtype", "info"))
     out: list = []
     with torch.no_grad():
         for start in range(0, p4.shape[0], bs):
             x = torch.as_tensor(p4[start : start + bs], dtype=dtype)
             m = torch.as_tensor(mask[start : start + bs], dtype=torch.bool)
-            s = fn(x, m)
-            if isinstance(s, Mapping):
-                out.append({k: v.detach().double().numpy() for k, v in s.items()})
-            else:
-                out.append(s.detach().double().numpy())
+            n = x.shape[0]
+            if info["compiled"] and n < bs:
+                x = torch.cat([x, x[-1:].expand(bs - n, *x.shape[1:])])
+                m = torch.cat([m, m[-1:].expand(bs - n, *m.shape[1:])])
+            s = _as_arrays(fn(x, m))
+            out.append({k: v[:n] for k, v in s.items()} if isinstance(s, dict) else s[:n])
     if out and isinstance(out[0], dict):
         return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
     return np.concatenate(out) if out else np.zeros(0)
@@ -97,6 +155,16 @@ class ProcessScorer:
     start_method : str
         ``"spawn"`` (default), ``"forkserver"`` or ``"fork"`` (fast start; only safe from a parent that runs
         no other threads).
+    compile : bool
+        Score with ``torch.compile`` (inductor: fused C++ loops instead of a thousand tensor operations;
+        measured 1.26-1.44x faster per LGAE batch on one thread). Each worker compiles for one batch shape
+        when it starts: about 70 s the first time on a machine, ~10 s once inductor's on-disk cache holds
+        the kernels; partial batches are padded to that shape. The compiled scores are checked against the
+        eager ones on a synthetic batch (relative difference at most ``max(1e-5, 1e4 eps)``); a worker
+        where compiling fails (e.g. no C++ compiler) or the check fails scores eagerly, with a warning
+        (:attr:`worker_info` says which).
+    n_particles : int, optional
+        Particle slots of the jets (for the compile batch; default ``model.n_particles``).
 
     Examples
     --------
@@ -113,6 +181,8 @@ class ProcessScorer:
         batch_size: int = 256,
         task_jets: int = 4096,
         start_method: str = "spawn",
+        compile: bool = False,
+        n_particles: int | None = None,
     ):
         if method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}; got {method!r}")
@@ -128,19 +198,43 @@ class ProcessScorer:
         self.workers, self.method, self.threads = workers, method, int(threads)
         self.batch_size = int(batch_size)
         self.task_jets = max(self.batch_size, int(task_jets) // self.batch_size * self.batch_size)
+        example = None
+        if compile:
+            n_particles = n_particles or getattr(model, "n_particles", None)
+            if not n_particles:
+                raise ValueError("ProcessScorer(compile=True) needs n_particles (the model has none)")
+            from .export import example_jets
+
+            # massive synthetic jets: every code path of the scorer is compiled
+            example = tuple(a.numpy() for a in example_jets(self.batch_size, int(n_particles), seed=0))
+        self.worker_info: list[dict] = []
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=mp.get_context(start_method),
             initializer=_init_worker,
-            initargs=(pickle.dumps(model), self.threads, method, self.batch_size),
+            initargs=(pickle.dumps(model), self.threads, method, self.batch_size, example),
         )
 
-    def warm_up(self, p4: np.ndarray, mask: np.ndarray) -> None:
-        """Start every worker and run one batch in each (imports, allocations), e.g. before timing."""
+    def warm_up(self, p4: np.ndarray, mask: np.ndarray, timeout: float = 1800.0) -> list[dict]:
+        """Wait until every worker has started (imported, compiled when asked) and run one batch in each,
+        e.g. before timing. Returns and keeps (:attr:`worker_info`) each worker's process id and compilation
+        outcome (``compiled``, ``compile_s``, ``compile_error``)."""
+        import time
+
+        seen: dict[int, dict] = {}
+        t_end = time.monotonic() + timeout
+        while len(seen) < self.workers:  # a worker takes tasks only once its initializer has finished
+            for f in [self._pool.submit(_worker_info) for _ in range(self.workers)]:
+                info = f.result(timeout=max(1.0, t_end - time.monotonic()))
+                seen[info["pid"]] = info
+            if time.monotonic() > t_end:
+                raise TimeoutError(f"ProcessScorer: {len(seen)} of {self.workers} workers started")
+            time.sleep(0.05)
         n = min(len(p4), self.batch_size)
-        futures = [self._pool.submit(_score_task, p4[:n], mask[:n]) for _ in range(self.workers)]
-        for f in futures:
+        for f in [self._pool.submit(_score_task, p4[:n], mask[:n]) for _ in range(self.workers)]:
             f.result()
+        self.worker_info = list(seen.values())
+        return self.worker_info
 
     def score(self, p4, mask, progress: bool = False, desc: str = "scoring"):
         """Scores of ``p4 (N, n, 4)`` with ``mask (N, n)`` (numpy arrays or tensors), in input order.

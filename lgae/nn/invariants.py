@@ -108,7 +108,9 @@ def gram_matrix(
     unit = p4[..., 1:] / torch.where(pa > 0, pa, torch.ones_like(pa))[..., None]
     half = 0.5 * pa  # scaling by 1/2 is exact: the same values as 0.5 * |n_i - n_j|^2 * |p_i||p_j|
     P = pairwise_sq_dist(unit, unit) * (half[:, :, None] * pa[:, None, :])
-    if bool((m2 != 0).any()):
+    # (compiled code takes this path always: exact for massless inputs too, the added term then being 0 and P
+    # symmetric, and no data-dependent graph break)
+    if torch.compiler.is_compiling() or bool((m2 != 0).any()):
         # rank-2 outer products; the factors stacked along dim 1 (a last-axis stack of pairs is slow on CPU)
         num = torch.stack([m2, pa * pa], 1).transpose(1, 2) @ torch.stack([e * e, m2], 1)  # m_i^2 E_j^2 + ...
         ep = torch.stack([e, pa], 1)

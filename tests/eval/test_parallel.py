@@ -91,3 +91,45 @@ def test_resolve_workers(lgae_and_jets):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="workers"):
             resolve_workers(bad, model, 100)
+
+
+def test_compile_checked_falls_back_to_eager(monkeypatch, lgae_and_jets):
+    from lgae.eval import parallel
+
+    model, p4, mask = lgae_and_jets
+    x, m = torch.as_tensor(p4[:64]), torch.as_tensor(mask[:64])
+    fn = model.anomaly_score
+
+    def broken(f, **kw):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
+        got, info = parallel._compile_checked(fn, x, m, torch.float32)
+    assert got is fn and not info["compiled"] and "no C++ compiler" in info["compile_error"]
+
+    # a "compiled" scorer whose values differ from the eager ones is not used
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: lambda a, b: f(a, b) * 1.01)
+    with pytest.warns(UserWarning, match="differ from eager"):
+        got, info = parallel._compile_checked(fn, x, m, torch.float32)
+    assert got is fn and not info["compiled"] and "differ" in info["compile_error"]
+
+    # one that agrees to rounding is
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: lambda a, b: f(a, b) * (1 + 1e-5))
+    got, info = parallel._compile_checked(fn, x, m, torch.float32)
+    assert got is not fn and info["compiled"] and info["compile_s"] >= 0
+
+
+@pytest.mark.slow
+def test_compiled_workers_score_as_eager(lgae_and_jets):
+    # real torch.compile in 2 workers (about a minute the first time on a machine); massless test jets,
+    # where the compiled Gram matrix always takes its massive-particle path
+    model, p4, mask = lgae_and_jets
+    ref = _in_process(model, p4, mask, 128)
+    with ProcessScorer(model, workers=2, batch_size=128, task_jets=256, compile=True) as scorer:
+        info = scorer.warm_up(p4, mask)
+        assert len(info) == 2 and all(i["compiled"] for i in info), info
+        got = scorer.score(p4, mask)  # 700 jets: the last batch is padded to the compiled shape
+    # reordered float32 arithmetic: ~1e-7 typically, up to ~1e-4 on a few jets (the model's sensitivity)
+    rel = np.abs(got - ref) / np.abs(ref)
+    assert np.median(rel) < 1e-5 and rel.max() < 1e-3, (np.median(rel), rel.max())
