@@ -5,8 +5,9 @@ fewer than 32,768 elements on one thread, and the Python between operations hold
 intra-op thread speeds a 256-jet batch up only ~1.25x (measured: 35-38 ms with 2 threads, 45-48 ms with 1),
 and two Python threads gain nothing. Processes that each score their own batches on one thread keep every core
 busy all the time: on 2 cores they scored 1.0-1.8x (median 1.35x) as many jets per second as one process
-with 2 threads (``python scripts/bench.py``, its ``2x1`` line). Same model, same values: each worker holds a
-copy of the model and runs its ``anomaly_score`` (or ``scores``) on whole batches.
+with 2 threads (``python scripts/bench.py``, its ``2x1`` line). Each worker holds a copy of the model and runs
+its ``anomaly_score`` (or ``scores``) on whole batches: the values of the calling process, or, with
+``compile=True``, the same to rounding (another ~1.2x; the ``2x1c`` line).
 
 Workers start with ``spawn`` by default (a fresh interpreter, ~3 s: safe whatever threads the parent runs).
 As with any ``multiprocessing`` code, a script that uses :class:`ProcessScorer` at import level must guard
@@ -29,8 +30,10 @@ __all__ = ["ProcessScorer", "default_workers"]
 
 _METHODS = ("anomaly_score", "scores")
 
-# the worker process's model (set by _init_worker)
+# the worker process's scorer (set by _init_worker)
 _WORKER: dict = {}
+# a worker's compilation outcome when it does not compile
+_EAGER = {"compiled": False, "compile_s": None, "compile_error": None}
 
 
 def default_workers() -> int:
@@ -54,7 +57,7 @@ def _init_worker(
     model.eval()
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     fn = getattr(model, method)
-    info = {"compiled": False, "compile_s": None, "compile_error": None}
+    info = dict(_EAGER)
     if example is not None:
         fn, info = _compile_checked(fn, *(torch.as_tensor(a) for a in example), dtype)
     _WORKER.update(fn=fn, batch_size=batch_size, dtype=dtype, info=info)
@@ -81,7 +84,7 @@ def _compile_checked(fn, p4, mask, dtype):
 
     import torch
 
-    info = {"compiled": False, "compile_s": None, "compile_error": None}
+    info = dict(_EAGER)
     x, m = p4.to(dtype), mask.to(torch.bool)
     try:
         compiled = torch.compile(fn, dynamic=False)
