@@ -698,6 +698,8 @@ def evaluate_model(
 
         scorer = ProcessScorer(model, workers=n_workers, method="scores", batch_size=batch_size)
     try:
+        if scorer is not None:  # start the workers before the timed scoring (eval_jets_per_s)
+            scorer.warm_up(background.p4, background.mask)
         for s in samples:
             sc, rec, sec = score_sample(
                 model, s, batch_size=batch_size, recon_jets=recon_jets, progress=progress, scorer=scorer
