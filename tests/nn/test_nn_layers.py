@@ -15,6 +15,7 @@ from lgae.nn.layers import (
     general_to_fast,
     minkowski,
     minkowski_axis,
+    radial_filters_chunked,
     shared_radial_filters,
 )
 from lgae.so31 import Irrep, apply_lorentz, lorentz_matrix, random_lorentz, rep_matrix
@@ -213,3 +214,34 @@ def test_radial_basis_forms():
     assert ref(u).shape == (20, 11) and ref.mu is None
     two = RadialBasis(2, 5)
     assert two(torch.randn(2, 3, 4)).shape == (10, 3, 4)
+
+
+@pytest.mark.parametrize("chunk_edges", [1, 2 * 25, 3 * 25, 10**6])
+def test_radial_filters_chunked_equal_the_whole_product(chunk_edges):
+    # 7 jets of 5 nodes in chunks of 1, 2, 3 (uneven last chunk) or all jets: the same columns as w @ phi
+    g = torch.Generator().manual_seed(0)
+    basis = RadialBasis(1, 20, learnable=False).double()
+    u = psi(torch.randn(1, 7, 5, 5, dtype=torch.float64, generator=g) * 3)
+    w = torch.randn(6, 21, dtype=torch.float64, generator=g)
+    ref = (w @ basis(u).flatten(1)).view(6, 7, 5, 5)
+    got = radial_filters_chunked(w, basis, u, chunk_edges=chunk_edges)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-15, atol=1e-15)
+
+
+def test_shared_filters_from_a_basis_module_match_a_given_basis():
+    # EdgeData(basis=, u=) (chunked without autograd, whole with it) gives the filters of EdgeData(phi=)
+    g = torch.Generator().manual_seed(1)
+    lvl = LMPLevel(3, 3, radial="shared", n_basis=21).double()
+    basis = RadialBasis(1, 20, learnable=False).double()
+    pos = torch.randn(4, 6, 4, dtype=torch.float64, generator=g)
+    u = psi(torch.randn(1, 4, 6, 6, dtype=torch.float64, generator=g))
+    u = 0.5 * (u + u.transpose(-1, -2))
+    phi_self = basis(u.diagonal(0, -2, -1).contiguous())
+    (ref,) = shared_radial_filters([lvl], EdgeData(pos=pos, phi=basis(u), phi_self=phi_self))
+    (whole,) = shared_radial_filters([lvl], EdgeData(pos=pos, u=u, basis=basis, phi_self=phi_self))
+    with torch.no_grad():
+        (chunked,) = shared_radial_filters([lvl], EdgeData(pos=pos, u=u, basis=basis, phi_self=phi_self))
+    for e in (whole, chunked):
+        torch.testing.assert_close(e.rho, ref.rho, rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(e.rho_self, ref.rho_self, rtol=1e-14, atol=1e-14)
