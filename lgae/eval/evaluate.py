@@ -422,16 +422,21 @@ class _ReconAccumulator:
         return out
 
 
-def _check_scores(model, scores, n: int | None = None) -> None:
-    """A dict of scores with a ``"default"`` key, each of shape ``(n,)`` (when ``n`` is given)."""
+def _checked_scores(model, scores, n: int) -> dict[str, np.ndarray]:
+    """``model.scores`` output as float64 arrays of shape ``(n,)``; a dict with a ``"default"`` key, else an
+    error naming what came."""
     if not isinstance(scores, Mapping) or "default" not in scores:
         raise TypeError(
             f"{type(model).__name__}.scores must return a dict with a 'default' key, got "
             f"{type(scores).__name__} with keys {list(scores) if isinstance(scores, Mapping) else '-'}"
         )
-    for k, v in scores.items() if n is not None else ():
-        if np.shape(v) != (n,):
+    out = {}
+    for k, v in scores.items():
+        a = _numpy(v).astype(np.float64).reshape(-1)
+        if a.shape[0] != n:
             raise ValueError(f"score {k!r} has shape {tuple(np.shape(v))}, expected ({n},)")
+        out[k] = a
+    return out
 
 
 def score_sample(
@@ -463,8 +468,7 @@ def score_sample(
         t0 = time.perf_counter()
         scores = scorer.score(sample.p4, sample.mask, progress=progress, desc=f"scoring {sample.name}")
         seconds = time.perf_counter() - t0
-        _check_scores(model, scores, n)
-        chunks = {k: [np.asarray(v, dtype=np.float64)] for k, v in scores.items()}
+        chunks = {k: [a] for k, a in _checked_scores(model, scores, n).items()}
     bar = tqdm(
         total=n if scorer is None else min(n, recon_jets),
         desc=f"{'scoring' if scorer is None else 'reconstructing'} {sample.name}",
@@ -484,10 +488,7 @@ def score_sample(
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 seconds += time.perf_counter() - t0
-                _check_scores(model, scores)
-                scores = {k: _numpy(v).astype(np.float64).reshape(-1) for k, v in scores.items()}
-                _check_scores(model, scores, p4_np.shape[0])
-                for k, a in scores.items():
+                for k, a in _checked_scores(model, scores, p4_np.shape[0]).items():
                     chunks.setdefault(k, []).append(a)
             if (
                 has_p4 is not False and start < recon_jets

@@ -329,15 +329,25 @@ def radial_filters_chunked(w: Tensor, basis: nn.Module, u: Tensor, chunk_edges: 
     return rho
 
 
+def _shared_basis(edge: EdgeData, dtype: torch.dtype) -> Tensor:
+    """The shared basis of an edge set: ``edge.phi``, or ``edge.basis`` of ``edge.u``."""
+    if edge.phi is not None:
+        return edge.phi.to(dtype)
+    if edge.basis is not None and edge.u is not None:
+        return edge.basis(edge.u.to(dtype))
+    raise ValueError("radial='shared' reads a shared radial basis: pass EdgeData(phi=...) or (basis=, u=)")
+
+
 def _apply_filters(w: Tensor, bias: Tensor | None, phi: Tensor | None, edge: EdgeData) -> Tensor:
-    """Radial filters ``w @ phi (+ bias)`` ``(F, B, N, N)`` of a basis ``phi (K, B, N, N)`` (``None``:
-    ``edge.basis`` of ``edge.u``, chunked when no gradient is needed), masked as ``edge`` says."""
-    if phi is None:
-        if bias is None and not (torch.is_grad_enabled() and w.requires_grad) and not torch.jit.is_tracing():
-            rho = radial_filters_chunked(w, edge.basis, edge.u)
-        else:  # autograd needs the whole basis for w's gradient; the exporter drops out= writes
-            return _apply_filters(w, bias, edge.basis(edge.u.to(w.dtype)), edge)
+    """Radial filters ``w @ phi (+ bias)`` ``(F, B, N, N)`` of a basis ``phi (K, B, N, N)``, masked as
+    ``edge`` says. ``phi=None``: ``edge.basis`` of ``edge.u``, in chunks (:func:`radial_filters_chunked`)
+    when no gradient is needed, else whole (autograd needs it for ``w``'s gradient; the exporter drops the
+    chunks' ``out=`` writes)."""
+    grad = torch.is_grad_enabled() and w.requires_grad
+    if phi is None and bias is None and not grad and not torch.jit.is_tracing():
+        rho = radial_filters_chunked(w, edge.basis, edge.u)
     else:
+        phi = _shared_basis(edge, w.dtype) if phi is None else phi
         flat = phi.reshape(phi.shape[0], -1)
         rho = w @ flat if bias is None else torch.addmm(bias[:, None], w, flat)
         rho = rho.view(-1, *phi.shape[1:])
@@ -596,14 +606,7 @@ class LMPLevel(nn.Module):
                 if edge.mask_before_linear:
                     phi = phi * edge.mask.to(phi.dtype)
             else:
-                if edge.phi is not None:
-                    phi = edge.phi.to(w.dtype)
-                elif edge.basis is not None and edge.u is not None:
-                    phi = edge.basis(edge.u.to(w.dtype))
-                else:
-                    raise ValueError(
-                        "radial='shared' reads a shared radial basis: pass EdgeData(phi=...) or (basis=, u=)"
-                    )
+                phi = _shared_basis(edge, w.dtype)
             bias = None if bias is None else bias / self.msg_norm
             rho = _apply_filters(w, bias, phi, edge).view(-1, self.tau_in, *phi.shape[1:])
         return self._split_filters(rho)
